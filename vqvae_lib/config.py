@@ -1,0 +1,166 @@
+"""One dataclass configures data, model, training and the prior, with named presets.
+
+Presets (``get_config(name, **overrides)``):
+
+* ``reference`` -- the reference recipe, faithfully (256x256, width 256, K=512, D=256,
+  codebook loss with commitment weight 1, Tanh output on [-1, 1] data, Adam 1e-3 with
+  amsgrad, StepLR(10, 0.9), batch 32). Kept for side-by-side comparisons.
+* ``gpu``   -- our best recipe at 256x256 for one GPU.
+* ``cpu``   -- our best recipe for a 2-core CPU (128x128), a useful model in minutes.
+* ``smoke`` -- tiny, for tests and CI (seconds).
+
+Every field can be overridden: ``get_config("cpu", epochs=3, lr=5e-4)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+
+@dataclass
+class Config:
+    preset: str = "cpu"
+    # ---- data -------------------------------------------------------------------------
+    image_size: int = 128          # slices are resized to image_size x image_size
+    data_range: str = "01"         # "01": model sees [0, 1]; "pm1": model sees [-1, 1] (reference)
+    max_train_images: int = 0      # 0 = all; >0 caps the training split (smoke runs)
+    max_eval_images: int = 0       # 0 = all; >0 caps validation/test splits (smoke runs)
+    augment: bool = False          # random flips/shifts on tensors, on the device
+    decode_every_epoch: bool = False  # reference behaviour: decode the PNGs again each epoch
+    # ---- model ------------------------------------------------------------------------
+    in_channels: int = 1
+    hidden_channels: int = 128     # width of the encoder/decoder trunk
+    res_channels: int = 64         # bottleneck width inside a residual block
+    n_res_blocks: int = 2
+    downsample: int = 4            # 4 (two stride-2 convs, like the reference) or 8
+    norm: str = "batch"            # "batch" | "group" | "none"
+    out_activation: str = "none"   # "tanh" (reference) | "sigmoid" | "none"
+    # ---- quantizer --------------------------------------------------------------------
+    codebook_size: int = 512       # K
+    code_dim: int = 64             # D
+    quantizer: str = "ema"         # "loss" (codebook + commitment loss) | "ema"
+    beta: float = 0.25             # commitment weight
+    ema_decay: float = 0.99
+    ema_eps: float = 1e-5          # Laplace smoothing of EMA cluster sizes
+    kmeans_init: bool = True       # initialise the codebook by k-means on the first batch(es)
+    kmeans_iters: int = 10
+    dead_code_steps: int = 100     # re-seed codes unused for this many steps (0 = never)
+    cosine: bool = False           # l2-normalise codes and encoder outputs
+    # ---- optimisation -----------------------------------------------------------------
+    batch_size: int = 32
+    lr: float = 1e-3
+    amsgrad: bool = False
+    weight_decay: float = 0.0
+    scheduler: str = "cosine"      # "cosine" (with warm-up) | "step" (StepLR) | "constant"
+    warmup_steps: int = 100
+    step_size: int = 10            # StepLR period in epochs
+    gamma: float = 0.9             # StepLR factor
+    grad_clip: float = 1.0         # 0 = off
+    epochs: int = 30
+    max_minutes: float = 0.0       # wall-clock budget for training (0 = none)
+    seed: int = 0
+    # ---- hardware ---------------------------------------------------------------------
+    device: str = "auto"           # "auto" (cuda -> mps -> cpu) | "cpu" | "cuda" | "mps"
+    amp: bool = True               # mixed precision where the device supports it
+    compile: bool = False          # torch.compile the model
+    channels_last: bool = True     # on GPU only
+    num_threads: int = 0           # torch CPU threads (0 = torch default)
+    # ---- prior (PixelCNN over codes) --------------------------------------------------
+    prior_channels: int = 64
+    prior_layers: int = 8
+    prior_epochs: int = 20
+    prior_lr: float = 3e-4
+    prior_batch_size: int = 32
+    prior_max_minutes: float = 0.0
+    # free-form notes carried into checkpoints
+    extra: dict = field(default_factory=dict)
+
+    # ------------------------------------------------------------------------------------
+    @property
+    def latent_size(self) -> int:
+        """Side of the latent grid, e.g. 128 / 4 = 32."""
+        return self.image_size // self.downsample
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Config:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(
+                f"Unknown config field(s) {unknown}. Known fields: {sorted(known)}"
+            )
+        return cls(**d)
+
+    def replace(self, **overrides: Any) -> Config:
+        return dataclasses.replace(self, **_coerce(self, overrides))
+
+
+def _coerce(cfg: Config, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Check names and convert strings (from a CLI) to the field's type."""
+    out = {}
+    types = {f.name: type(getattr(cfg, f.name)) for f in fields(cfg)}
+    for k, v in overrides.items():
+        if k not in types:
+            raise ValueError(f"Unknown config field {k!r}. Known fields: {sorted(types)}")
+        t = types[k]
+        if isinstance(v, str) and t is not str:
+            if t is bool:
+                if v.lower() not in {"1", "0", "true", "false", "yes", "no"}:
+                    raise ValueError(f"{k} expects true/false, got {v!r}")
+                v = v.lower() in {"1", "true", "yes"}
+            elif t in (int, float):
+                v = t(float(v)) if t is int else t(v)
+        elif t is float and isinstance(v, int) and not isinstance(v, bool):
+            v = float(v)
+        out[k] = v
+    return out
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The reference implementation, as published (see README "Reference").
+    "reference": dict(
+        image_size=256, data_range="pm1", decode_every_epoch=True,
+        hidden_channels=256, res_channels=256, n_res_blocks=2, downsample=4,
+        norm="batch", out_activation="tanh",
+        codebook_size=512, code_dim=256, quantizer="loss", beta=1.0,
+        kmeans_init=False, dead_code_steps=0,
+        batch_size=32, lr=1e-3, amsgrad=True, scheduler="step", step_size=10, gamma=0.9,
+        warmup_steps=0, grad_clip=0.0, epochs=345, amp=False, channels_last=False,
+    ),
+    # Our recipe on one GPU at full resolution.
+    "gpu": dict(
+        image_size=256, hidden_channels=128, res_channels=64, n_res_blocks=2, downsample=4,
+        codebook_size=512, code_dim=64, quantizer="ema", kmeans_init=True,
+        dead_code_steps=100, batch_size=64, lr=2e-3, epochs=40, warmup_steps=200,
+        prior_channels=128, prior_layers=12, prior_epochs=40,
+    ),
+    # Our recipe on a 2-core laptop CPU.
+    "cpu": dict(
+        image_size=128, hidden_channels=64, res_channels=32, n_res_blocks=2, downsample=4,
+        codebook_size=512, code_dim=64, quantizer="ema", kmeans_init=True,
+        dead_code_steps=100, batch_size=32, lr=2e-3, epochs=20, max_minutes=9.0,
+        warmup_steps=100, prior_channels=64, prior_layers=8, prior_epochs=10,
+        prior_max_minutes=4.5,
+    ),
+    # Seconds: tests and CI.
+    "smoke": dict(
+        image_size=64, hidden_channels=16, res_channels=8, n_res_blocks=1, downsample=4,
+        codebook_size=32, code_dim=8, quantizer="ema", kmeans_init=True,
+        dead_code_steps=20, batch_size=16, lr=2e-3, epochs=2, warmup_steps=5,
+        max_train_images=256, max_eval_images=64,
+        prior_channels=16, prior_layers=3, prior_epochs=2, prior_batch_size=32,
+    ),
+}
+
+
+def get_config(preset: str = "cpu", **overrides: Any) -> Config:
+    """Return the named preset with ``overrides`` applied field by field."""
+    if preset not in PRESETS:
+        raise ValueError(f"Unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    cfg = Config(preset=preset, **PRESETS[preset])
+    return cfg.replace(**overrides) if overrides else cfg
