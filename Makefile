@@ -1,0 +1,58 @@
+# vqvae-brain: two commands do everything on a fresh machine.
+#   make run-all   # set up .venv, build the demo data if needed, execute every notebook
+#   make test      # set up .venv, build the demo data if needed, run the test suite
+# Variables: PRESET (smoke | cpu | gpu | reference; default cpu), DATA_DIR (default:
+# $VQVAE_DATA_DIR, else data/oasis if present, else data/demo), RUN_DIR (default runs/<preset>).
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PRESET ?= cpu
+DATA_DIR ?=
+RUN_DIR ?=
+SEED   ?= 0
+BENCH_MINUTES ?= 8
+
+RUN_ARGS := --preset $(PRESET) --seed $(SEED) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(RUN_DIR),--run-dir $(RUN_DIR))
+
+.PHONY: help setup data run-all test test-fast lint lab bench clean clean-all
+
+help:
+	@sed -n '1,8p' Makefile
+
+# The stamp is rebuilt whenever pyproject.toml changes, so `setup` also refreshes .venv.
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+	@echo "environment ready: $(VENV)"
+
+setup: $(VENV)/.installed
+
+data: setup
+	$(PY) -m vqvae_lib.demo --if-missing
+
+run-all: setup data
+	$(PY) -m vqvae_lib.runner $(RUN_ARGS)
+
+test: setup data
+	$(PY) -m pytest
+
+test-fast: setup data
+	$(PY) -m pytest -m "not slow"
+
+lint: setup
+	$(PY) -m ruff check vqvae_lib tests benchmarks
+
+lab: setup data
+	$(VENV)/bin/jupyter lab notebooks
+
+bench: setup data
+	$(PY) benchmarks/bench.py --minutes $(BENCH_MINUTES)
+
+clean:
+	rm -rf runs data/cache .pytest_cache .ruff_cache
+
+clean-all: clean
+	rm -rf $(VENV) data/demo *.egg-info
