@@ -1,0 +1,152 @@
+"""Codebook analysis: usage, geometry, codes vs tissue, appearance -- on hand-made examples."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from vqvae_lib import codebook as cb
+
+
+class ToyVQ(nn.Module):
+    """A 'VQ-VAE' we can reason about: a cell's code is its mean intensity rounded to K levels,
+    and decoding paints each cell with its code's level."""
+
+    def __init__(self, K=4, f=4):
+        super().__init__()
+        self.K, self.f = K, f
+        self.levels = nn.Parameter(torch.linspace(0, 1, K)[:, None])   # (K, 1) codebook
+
+    def encode(self, x):
+        cell = nn.functional.avg_pool2d(x, self.f)[:, 0]                 # (B, h, w)
+        return (cell * (self.K - 1)).round().long()
+
+    def decode_codes(self, codes):
+        img = self.levels[codes, 0][:, None]                             # (B, 1, h, w)
+        return nn.functional.interpolate(img, scale_factor=self.f, mode="nearest")
+
+
+def test_usage_perplexity_and_dead_codes():
+    codes = torch.tensor([[0, 0], [1, 1]])
+    u = cb.codebook_usage(codes, 4)
+    assert u.counts.tolist() == [2, 2, 0, 0]
+    assert u.perplexity == pytest.approx(2.0)          # two codes, equally used
+    assert u.used == 2 and u.dead.tolist() == [2, 3]
+    assert u.order[:2].tolist() == [0, 1]
+    assert cb.perplexity([5, 0, 0]) == pytest.approx(1.0)   # collapse: one code
+    assert cb.perplexity([1] * 8) == pytest.approx(8.0)
+    # 3 : 1 split -> H = 0.811 bits -> perplexity 2 ** 0.811
+    h = -(0.75 * math.log2(0.75) + 0.25 * math.log2(0.25))
+    assert cb.perplexity([3, 1]) == pytest.approx(2 ** h)
+    assert cb.coverage_curve([1, 3, 0]).tolist() == pytest.approx([0.75, 1.0, 1.0])
+    with pytest.raises(ValueError):
+        cb.usage_counts(torch.tensor([0, 4]), 4)
+
+
+def test_tissue_fractions_per_cell():
+    masks = np.zeros((1, 4, 4), np.uint8)
+    masks[0, :2, :2] = 3          # top-left cell: all white matter
+    masks[0, 2:, 2:] = [[1, 2], [2, 2]]   # bottom-right: 1/4 CSF, 3/4 grey
+    frac = cb.tissue_fractions(masks, downsample=2)
+    assert frac.shape == (1, 2, 2, 4)
+    assert frac[0, 0, 0].tolist() == [0, 0, 0, 1]
+    assert frac[0, 1, 1].tolist() == [0, 0.25, 0.75, 0]
+    assert frac[0, 0, 1].tolist() == [1, 0, 0, 0]
+    assert np.allclose(frac.sum(-1), 1)
+    with pytest.raises(ValueError):
+        cb.tissue_fractions(np.zeros((1, 5, 5), np.uint8), downsample=2)
+
+
+def test_mutual_information_known_answers():
+    # code determines tissue, two equally likely tissues -> I = H(tissue) = 1 bit
+    assert cb.mutual_information_bits([[5, 0], [0, 5]]) == pytest.approx(1.0)
+    # independent -> 0 bits
+    assert cb.mutual_information_bits([[1, 3], [2, 6]]) == pytest.approx(0.0, abs=1e-12)
+    # by hand: p = [[.5, 0], [.25, .25]]; I = .5 log2(.5/(.5*.75)) + 2 * .25 log2(.25/(.5*.25))
+    expected = 0.5 * math.log2(0.5 / 0.375) + 0.25 * math.log2(0.25 / 0.125) \
+        + 0.25 * math.log2(0.25 / 0.375)
+    assert cb.mutual_information_bits([[2, 0], [1, 1]]) == pytest.approx(expected)
+
+
+def test_code_tissue_purity_and_mi():
+    # 1 slice, 2x2 latent grid, cells 2x2 pixels. Code 0 on two pure-background cells,
+    # code 1 on one white and one half-CSF/half-grey cell; code 2 dead.
+    masks = np.zeros((1, 4, 4), np.uint8)
+    masks[0, 2:, :2] = 3
+    masks[0, 2:, 2:] = [[1, 1], [2, 2]]
+    codes = torch.tensor([[[0, 0], [1, 1]]])
+    ct = cb.code_tissue(codes, masks, codebook_size=3, downsample=2)
+    assert ct.table.tolist() == [[2, 0, 0, 0], [0, 0.5, 0.5, 1], [0, 0, 0, 0]]
+    assert ct.purity[0] == pytest.approx(1.0) and ct.purity[1] == pytest.approx(0.5)
+    assert np.isnan(ct.purity[2]) and ct.dominant.tolist() == [0, 3, -1]
+    assert ct.mean_purity == pytest.approx((2 + 1) / 4)
+    # H(tissue) of [.5, .125, .125, .25] = 1.75 bits; H(tissue | code) = .5 * 0 + .5 * 1.5
+    assert ct.tissue_entropy_bits == pytest.approx(1.75)
+    assert ct.mi_bits == pytest.approx(1.75 - 0.75)
+    assert "bits" in ct.summary()
+    with pytest.raises(ValueError):
+        cb.code_tissue(codes[:, :1], masks, 3, 2)
+
+
+def test_geometry_distances_and_pca():
+    book = torch.tensor([[0.0, 0.0], [3.0, 4.0], [6.0, 8.0]])
+    d = cb.pairwise_distances(book)
+    assert d[0, 1] == pytest.approx(5) and d[0, 2] == pytest.approx(10) and d[1, 1] == 0
+    coords, explained = cb.pca_2d(book)      # points on a line: one axis explains everything
+    assert explained[0] == pytest.approx(1.0)
+    assert abs(coords[2, 0] - coords[0, 0]) == pytest.approx(10)
+    assert np.allclose(coords[:, 1], 0, atol=1e-9)
+
+
+def test_encode_decode_and_constant_codes_with_toy_model():
+    model = ToyVQ(K=4, f=4)
+    x = torch.zeros(2, 1, 8, 8)
+    x[0, :, :4, :4] = 1.0                     # one bright cell -> code 3
+    codes, recons = cb.encode_decode(model, x, batch_size=1)
+    assert codes.shape == (2, 2, 2) and codes[0, 0, 0] == 3 and codes.sum() == 3
+    assert torch.equal(recons, x)             # the toy model reconstructs these perfectly
+    assert torch.equal(cb.code_maps(model, x), codes)
+    const = cb.decode_constant_codes(model, [0, 3], latent_size=2)
+    assert const.shape == (2, 1, 8, 8)
+    assert const[0].max() == 0 and const[1].min() == 1
+
+
+def test_patches_locations_and_swap():
+    model = ToyVQ(K=4, f=4)
+    x = torch.zeros(1, 1, 8, 8)
+    x[0, 0, 4:, 4:] = 1.0
+    codes = cb.code_maps(model, x)            # [[0, 0], [0, 3]]
+    assert cb.code_locations(codes, 3).tolist() == [[0, 1, 1]]
+    patches, locs = cb.code_patches(x, codes, 3, downsample=4, patch=4)
+    assert patches.shape == (1, 4, 4) and np.allclose(patches, 1.0)   # the cell itself
+    wide, _ = cb.code_patches(x, codes, 3, downsample=4, patch=12)
+    assert wide[0, -1, -1] == 0 and wide[0, 6, 6] == 1             # zero padding past the edge
+    many, locs = cb.code_patches(x, codes, 0, downsample=4, max_patches=2)
+    assert len(many) == 2 and len(locs) == 2
+    new, changed = cb.swap_code(codes[0], 3, 1)
+    assert changed.sum() == 1 and new[1, 1] == 1 and codes[0, 1, 1] == 3   # input untouched
+    before, after, ch = cb.swap_effect(model, codes[0], 3, 1)
+    assert before[6, 6] == pytest.approx(1.0) and after[6, 6] == pytest.approx(1 / 3)
+    assert after[0, 0] == before[0, 0] and ch.sum() == 1
+
+
+def test_real_smoke_model_shapes():
+    model_mod = pytest.importorskip("vqvae_lib.model")
+    from vqvae_lib.config import get_config
+
+    cfg = get_config("smoke")
+    torch.manual_seed(0)
+    model = model_mod.build_model(cfg).eval()
+    x = torch.rand(3, 1, cfg.image_size, cfg.image_size)
+    codes, recons = cb.encode_decode(model, x)
+    h = cfg.latent_size
+    assert codes.shape == (3, h, h) and recons.shape == x.shape
+    assert 0 <= recons.min() and recons.max() <= 1
+    book = cb.codebook_vectors(model)
+    assert book.shape == (cfg.codebook_size, cfg.code_dim)
+    const = cb.decode_constant_codes(model, [0, 1], h)
+    assert const.shape == (2, 1, cfg.image_size, cfg.image_size)
+    before, after, changed = cb.swap_effect(model, codes[0], int(codes[0, 0, 0]), 0)
+    assert before.shape == (cfg.image_size, cfg.image_size) and changed[0, 0]
