@@ -1,0 +1,155 @@
+"""Checkpoints that are safe to load, atomic to write, and explain themselves when wrong.
+
+A checkpoint is one ``torch.save`` file holding only plain data -- tensors, numbers,
+strings, lists and dicts -- so it loads with ``torch.load(path, weights_only=True)``, which
+refuses to run arbitrary pickled code (a checkpoint downloaded from a stranger cannot
+execute anything). The layout::
+
+    {"format": "vqvae_lib/1", "config": {...Config fields...}, "model": state_dict,
+     "optimizer": state_dict | None, "scheduler": state_dict | None, "history": [{...}, ...],
+     "epoch": int, "step": int, "best_metric": float | None, "extra": {...}, "torch": "2.x"}
+
+Writes go to a temporary file in the same folder followed by ``os.replace`` (an atomic
+rename on POSIX and Windows), so a crash or Ctrl-C mid-write never leaves a half-written
+``best.pt`` behind: the previous file stays intact until the new one is complete.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import Config
+from .errors import CheckpointError
+
+FORMAT = "vqvae_lib/1"
+REQUIRED_KEYS = ("config", "model")
+
+# Fields that change the shape or meaning of the weights: a checkpoint only fits a config
+# that agrees on all of them.
+ARCH_FIELDS = (
+    "in_channels", "hidden_channels", "res_channels", "n_res_blocks", "downsample", "norm",
+    "out_activation", "codebook_size", "code_dim", "quantizer", "cosine", "data_range",
+)
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The plain module inside DistributedDataParallel and/or torch.compile wrappers."""
+    while True:
+        if hasattr(model, "module"):            # DDP / DataParallel
+            model = model.module
+        elif hasattr(model, "_orig_mod"):       # torch.compile
+            model = model._orig_mod
+        else:
+            return model
+
+
+def save_checkpoint(path, *, model, cfg: Config, optimizer=None, scheduler=None, history=None,
+                    epoch: int = 0, step: int = 0, best_metric: float | None = None,
+                    extra: dict | None = None) -> Path:
+    """Write a checkpoint atomically (temp file + rename) and return its path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "format": FORMAT,
+        "config": cfg.to_dict(),
+        "model": {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()},
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "history": [dict(h) for h in (history or [])],
+        "epoch": int(epoch),
+        "step": int(step),
+        "best_metric": None if best_metric is None else float(best_metric),
+        "extra": dict(extra or {}),
+        "torch": str(torch.__version__),
+    }
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load_checkpoint(path, map_location="cpu") -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True``; CheckpointError says what is wrong and what to do."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"No checkpoint at {path}. Train one first: run notebooks/03_training.ipynb or "
+            f"`python -m vqvae_lib.train --preset <preset>` (it writes runs/<preset>/checkpoints/best.pt)."
+        )
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated zip, random bytes, a pickle with code in it, ...
+        raise CheckpointError(
+            f"Checkpoint {path} is damaged or not a vqvae_lib checkpoint ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:200] if str(e) else ''}). Delete it and train again "
+            f"(or resume from the other file in {path.parent})."
+        ) from e
+    if not isinstance(ckpt, dict) or any(k not in ckpt for k in REQUIRED_KEYS):
+        keys = sorted(ckpt)[:8] if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CheckpointError(
+            f"{path} is not a vqvae_lib checkpoint (expected keys {list(REQUIRED_KEYS)}, found {keys}). "
+            f"Checkpoints are written by vqvae_lib.checkpoint.save_checkpoint / the trainer."
+        )
+    return ckpt
+
+
+def config_from_checkpoint(ckpt: dict, path="<checkpoint>") -> Config:
+    try:
+        return Config.from_dict(ckpt["config"])
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(
+            f"The config stored in {path} does not fit this version of vqvae_lib ({e}). "
+            f"Retrain with the current code."
+        ) from e
+
+
+def config_mismatches(a: Config, b: Config, fields=ARCH_FIELDS) -> dict[str, tuple]:
+    """{field: (a_value, b_value)} for architecture fields on which two configs disagree."""
+    return {f: (getattr(a, f), getattr(b, f)) for f in fields if getattr(a, f) != getattr(b, f)}
+
+
+def load_model(path, device="cpu", expected_cfg: Config | None = None):
+    """Rebuild the model a checkpoint was trained with -> (model in eval mode, cfg, ckpt).
+
+    ``expected_cfg`` (e.g. the notebook's preset) is compared field by field on the
+    architecture; a mismatch is a CheckpointError listing the differences rather than a
+    wall of size-mismatch messages from ``load_state_dict``.
+    """
+    from .model import build_model  # local import: model.py imports this package too
+
+    path = Path(path)
+    ckpt = load_checkpoint(path)
+    cfg = config_from_checkpoint(ckpt, path)
+    if expected_cfg is not None:
+        diff = config_mismatches(cfg, expected_cfg)
+        if diff:
+            lines = ", ".join(f"{k}: checkpoint {v[0]!r} vs expected {v[1]!r}" for k, v in diff.items())
+            raise CheckpointError(
+                f"Checkpoint {path} was trained with a different architecture ({lines}). "
+                f"Use the matching preset (checkpoint preset: {cfg.preset!r}) or retrain."
+            )
+    model = build_model(cfg)
+    try:
+        model.load_state_dict(ckpt["model"], strict=True)
+    except RuntimeError as e:
+        msg = str(e).splitlines()
+        raise CheckpointError(
+            f"The weights in {path} do not fit the model its config describes "
+            f"({'; '.join(m.strip() for m in msg[:3])}). The file was edited or written by "
+            f"another version; retrain."
+        ) from e
+    model.to(device).eval()
+    return model, cfg, ckpt
