@@ -198,3 +198,21 @@ def build_model(cfg: Config, device: torch.device | str | None = None) -> VQVAE:
     """``VQVAE(cfg)``, moved to ``device`` if given."""
     model = VQVAE(cfg)
     return model.to(device) if device is not None else model
+
+
+def receptive_field(model: VQVAE) -> tuple[int, int, int]:
+    """Receptive field of one latent cell: ``(size, stride, offset)`` in input pixels.
+
+    Walks the encoder's convolutions in order (a residual branch widens the field like any
+    conv on the path; 1x1 convs add nothing): ``size += (k - 1) * jump``, ``offset += p * jump``,
+    ``jump *= stride``. Latent cell ``i`` then sees input pixels
+    ``[i * stride - offset, i * stride - offset + size - 1]`` (clipped to the image).
+    """
+    size, jump, offset = 1, 1, 0
+    for m in model.encoder.modules():
+        if isinstance(m, nn.Conv2d):
+            k, s, p = m.kernel_size[0], m.stride[0], m.padding[0]
+            size += (k - 1) * jump
+            offset += p * jump
+            jump *= s
+    return size, jump, offset

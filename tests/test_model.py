@@ -1,0 +1,175 @@
+"""VQ-VAE model: shapes and parameter counts for every preset, the reference layer by layer."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vqvae_lib.config import PRESETS, get_config
+from vqvae_lib.model import VQVAE, ResidualBlock, build_model, receptive_field
+from vqvae_lib.quantizers import VectorQuantizer, VectorQuantizerEMA
+
+
+# ---- parameter count from the config alone ---------------------------------------------------
+def _conv(cin, cout, k):
+    return cin * cout * k * k + cout                        # weight + bias (ConvTranspose too)
+
+
+def expected_parameters(cfg) -> int:
+    c, r, d, cin = cfg.hidden_channels, cfg.res_channels, cfg.code_dim, cfg.in_channels
+    norm = (lambda ch: 2 * ch) if cfg.norm in ("batch", "group") else (lambda ch: 0)
+    n = int(math.log2(cfg.downsample))
+    res = _conv(c, r, 3) + norm(r) + _conv(r, c, 1) + norm(c)
+    proj = _conv(c, d, 1) if d != c else 0
+    encoder = _conv(cin, c, 4) + (n - 1) * (_conv(c, c, 4) + norm(c)) + cfg.n_res_blocks * res + proj
+    decoder = proj and _conv(d, c, 1)
+    decoder += cfg.n_res_blocks * res + (n - 1) * (_conv(c, c, 4) + norm(c)) + _conv(c, cin, 4)
+    codebook = cfg.codebook_size * cfg.code_dim if cfg.quantizer == "loss" else 0
+    return encoder + decoder + codebook
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_parameter_count_matches_formula(preset):
+    cfg = get_config(preset)
+    assert build_model(cfg).num_parameters() == expected_parameters(cfg)
+
+
+@pytest.mark.parametrize("overrides", [dict(downsample=8), dict(norm="group"), dict(norm="none"),
+                                       dict(quantizer="loss", code_dim=16)])
+def test_parameter_count_matches_formula_for_variants(overrides):
+    cfg = get_config("smoke", **overrides)
+    assert build_model(cfg).num_parameters() == expected_parameters(cfg)
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_shapes_for_every_preset(preset):
+    cfg = get_config(preset)
+    model = build_model(cfg).eval()
+    x = torch.rand(1, 1, cfg.image_size, cfg.image_size)
+    with torch.no_grad():
+        out = model(x)
+    h = cfg.image_size // cfg.downsample
+    assert out.recon.shape == x.shape
+    assert out.codes.shape == (1, h, h) and out.codes.dtype == torch.long
+    assert 0 <= float(out.recon.min()) and float(out.recon.max()) <= 1
+    assert set(out.losses) == {"recon", "codebook", "commitment"}
+    assert {"perplexity", "used_fraction"} <= set(out.stats)
+    assert model.quantizer.codebook.shape == (cfg.codebook_size, cfg.code_dim)
+    assert model.quantizer.lookup(out.codes).shape == (1, cfg.code_dim, h, h)
+
+
+@pytest.mark.parametrize("overrides", [dict(), dict(downsample=8), dict(quantizer="loss"),
+                                       dict(norm="group", cosine=True),
+                                       dict(data_range="pm1", out_activation="tanh")])
+def test_train_step_and_encode_decode_round_trip(overrides):
+    torch.manual_seed(0)
+    cfg = get_config("smoke", **overrides)
+    model = build_model(cfg).train()
+    x = torch.rand(4, 1, cfg.image_size, cfg.image_size)
+    out = model(x)
+    out.loss.backward()
+    first_conv = model.encoder[0]
+    assert first_conv.weight.grad is not None and first_conv.weight.grad.abs().sum() > 0
+    expected = out.losses["recon"] + out.losses["codebook"] + cfg.beta * out.losses["commitment"]
+    assert torch.allclose(out.loss, expected)
+    model.eval()
+    with torch.no_grad():
+        codes = model.encode(x)
+        assert codes.shape == (4, cfg.latent_size, cfg.latent_size)
+        assert torch.allclose(model.decode_codes(codes), model(x).recon, atol=1e-6)
+
+
+def test_pm1_model_rescales_inside_and_measures_mse_in_its_own_range():
+    cfg = get_config("smoke", data_range="pm1", out_activation="tanh")
+    model = build_model(cfg).eval()
+    x = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        out = model(x)
+        y = model.decoder(model.quantizer(model.encoder(x * 2 - 1)).quantized)  # in [-1, 1]
+    assert torch.allclose(out.recon, (y + 1) / 2, atol=1e-6)
+    assert torch.isclose(out.losses["recon"], F.mse_loss(y, x * 2 - 1), atol=1e-6)
+
+
+def test_encode_does_not_touch_the_codebook_in_training_mode():
+    model = build_model(get_config("smoke")).train()
+    book = model.quantizer.codebook.clone()
+    model.encode(torch.rand(2, 1, 64, 64))
+    assert torch.equal(model.quantizer.codebook, book)
+    assert model.quantizer.training
+
+
+# ---- the reference, layer by layer -----------------------------------------------------------
+def _leaves(module):
+    return [m for m in module.modules() if len(list(m.children())) == 0]
+
+
+def _describe(m):
+    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+        return (type(m).__name__, m.in_channels, m.out_channels, m.kernel_size[0], m.stride[0],
+                m.padding[0], m.bias is not None)
+    if isinstance(m, nn.BatchNorm2d):
+        return ("BatchNorm2d", m.num_features)
+    return (type(m).__name__,)
+
+
+def test_reference_matches_the_described_architecture_layer_by_layer():
+    cfg = get_config("reference")
+    model = VQVAE(cfg)
+    conv = lambda i, o, k, s, p: ("Conv2d", i, o, k, s, p, True)           # noqa: E731
+    convt = lambda i, o: ("ConvTranspose2d", i, o, 4, 2, 1, True)           # noqa: E731
+    bn, relu = ("BatchNorm2d", 256), ("ReLU",)
+    res = [relu, conv(256, 256, 3, 1, 1), bn, relu, conv(256, 256, 1, 1, 0), bn]
+    encoder = [conv(1, 256, 4, 2, 1), bn, relu, conv(256, 256, 4, 2, 1), *res, *res]
+    decoder = [*res, *res, relu, convt(256, 256), bn, relu, convt(256, 1), ("Tanh",)]
+    assert [_describe(m) for m in _leaves(model.encoder)] == encoder
+    assert [_describe(m) for m in _leaves(model.decoder)] == decoder
+    blocks = [m for m in model.modules() if isinstance(m, ResidualBlock)]
+    assert len(blocks) == 4
+    # codebook: K=512 x D=256, learned by the loss, commitment weight 1, uniform(-1/K, 1/K) init
+    q = model.quantizer
+    assert type(q) is VectorQuantizer and isinstance(q.embedding, nn.Parameter)
+    assert q.embedding.shape == (512, 256) and q.beta == 1.0
+    assert q.embedding.abs().max() <= 1 / 512
+    assert not q.kmeans_init and q.dead_code_steps == 0 and not q.cosine
+    # data on [-1, 1]; optimisation as published
+    assert cfg.image_size == 256 and cfg.data_range == "pm1"
+    assert (cfg.lr, cfg.amsgrad, cfg.scheduler, cfg.step_size, cfg.gamma, cfg.batch_size) == \
+        (1e-3, True, "step", 10, 0.9, 32)
+
+
+def test_residual_block_adds_its_input():
+    block = ResidualBlock(8, 4)
+    nn.init.zeros_(block.block[-1].weight)                   # last BatchNorm outputs 0 ...
+    nn.init.zeros_(block.block[-1].bias)
+    x = torch.randn(2, 8, 5, 5)
+    assert torch.equal(block(x), x)                          # ... so the block is the identity
+
+
+def test_ema_preset_has_no_codebook_parameters():
+    model = build_model(get_config("smoke", quantizer="ema"))
+    assert isinstance(model.quantizer, VectorQuantizerEMA)
+    assert not any(p is model.quantizer.codebook for p in model.parameters())
+
+
+def test_receptive_field_matches_gradient_support():
+    cfg = get_config("smoke", norm="none", kmeans_init=False)
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    size, stride, offset = receptive_field(model)
+    x = torch.rand(1, 1, 64, 64, requires_grad=True)
+    i = j = 8                                                # a latent cell far from the border
+    model.encode_continuous(x)[0, :, i, j].abs().sum().backward()
+    rows = x.grad[0, 0].abs().sum(1).nonzero().flatten()
+    cols = x.grad[0, 0].abs().sum(0).nonzero().flatten()
+    lo = i * stride - offset
+    assert rows.min() == lo and rows.max() == lo + size - 1
+    assert cols.min() == lo and cols.max() == lo + size - 1
+
+
+def test_bad_config_is_rejected_with_a_clear_message():
+    with pytest.raises(ValueError, match="downsample"):
+        VQVAE(get_config("smoke", downsample=3))
+    with pytest.raises(ValueError, match="norm"):
+        VQVAE(get_config("smoke", norm="layer"))
