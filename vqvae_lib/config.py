@@ -74,6 +74,7 @@ class Config:
     prior_lr: float = 3e-4
     prior_batch_size: int = 32
     prior_max_minutes: float = 0.0
+    prior_cond_bins: int = 0       # >0: condition the prior on slice position (that many bins)
     # free-form notes carried into checkpoints
     extra: dict = field(default_factory=dict)
 
