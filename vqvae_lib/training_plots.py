@@ -1,0 +1,155 @@
+"""Figures of a training run: loss curves, validation quality, codebook use, reconstructions.
+
+The trainer calls :func:`save_recon_grid` after epoch 1 and whenever validation SSIM improves,
+and :func:`save_training_figures` at the end, so ``runs/<preset>/figures/`` always shows how
+the run went; notebook 03 draws the same figures from ``history.json``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.ticker import MaxNLocator
+
+from .metrics import ssim
+from .paths import figure_dir
+
+SSIM_TARGETS = {"cpu": 0.93, "gpu": 0.93}      # the budgets in the README (test SSIM)
+
+
+def _epochs(history):
+    return [h["epoch"] for h in history]
+
+
+def _style(ax, title):
+    ax.set_title(title)
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+
+
+def plot_losses(history: list[dict], axes=None):
+    """Three panels: reconstruction MSE, codebook loss, commitment loss per epoch (log scale).
+
+    With the EMA quantizer the codebook moves by moving averages, not by a loss, so its
+    panel reads 0 (and says so).
+    """
+    if axes is None:
+        fig, axes = plt.subplots(1, 3, figsize=(12, 3.2), constrained_layout=True)
+    ep = _epochs(history)
+    for ax, key, title in zip(axes, ("train_recon", "train_codebook", "train_commitment"),
+                              ("reconstruction (MSE)", "codebook loss", "commitment loss"), strict=True):
+        vals = [h[key] for h in history]
+        ax.plot(ep, vals, "o-", ms=3)
+        if all(v > 0 for v in vals):
+            ax.set_yscale("log")
+        elif not any(vals):
+            ax.text(0.5, 0.5, "0: EMA codebook\n(updated by moving averages)", ha="center",
+                    va="center", transform=ax.transAxes, color="0.4")
+        _style(ax, title)
+    return axes[0].figure
+
+
+def plot_validation(history: list[dict], axes=None, target: float | None = None):
+    """Validation SSIM (Gaussian) and PSNR per epoch, with the best epoch marked."""
+    if axes is None:
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), constrained_layout=True)
+    ep = _epochs(history)
+    s = [h["val_ssim"] for h in history]
+    best = max(range(len(s)), key=s.__getitem__)
+    axes[0].plot(ep, s, "o-", ms=3, label="val SSIM")
+    axes[0].plot(ep[best], s[best], "r*", ms=12, label=f"best {s[best]:.3f} (epoch {ep[best]})")
+    if target:
+        axes[0].axhline(target, color="0.5", ls="--", lw=1, label=f"target {target}")
+    _style(axes[0], "validation SSIM (Gaussian, $\\sigma$=1.5)")
+    axes[0].legend(loc="lower right", fontsize=8)
+    axes[1].plot(ep, [h["val_psnr"] for h in history], "o-", ms=3, color="C2")
+    _style(axes[1], "validation PSNR (dB)")
+    return axes[0].figure
+
+
+def plot_codebook_usage(history: list[dict], K: int, axes=None):
+    """Perplexity (effective number of codes) and codes used on the validation set."""
+    if axes is None:
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), constrained_layout=True)
+    ep = _epochs(history)
+    axes[0].plot(ep, [h["perplexity"] for h in history], "o-", ms=3, color="C1")
+    _style(axes[0], "codebook perplexity (validation)")
+    axes[1].plot(ep, [h["used_codes"] for h in history], "o-", ms=3, color="C3")
+    axes[1].axhline(K, color="0.5", ls="--", lw=1, label=f"K = {K}")
+    axes[1].set_ylim(0, K * 1.05)
+    _style(axes[1], "codes used (validation)")
+    axes[1].legend(loc="lower right", fontsize=8)
+    return axes[0].figure
+
+
+def plot_lr(history: list[dict], ax=None):
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.5, 3), constrained_layout=True)
+    ax.plot(_epochs(history), [h["lr"] for h in history], "o-", ms=3, color="C4")
+    _style(ax, "learning rate at the end of each epoch")
+    return ax.figure
+
+
+@torch.no_grad()
+def recon_figure(originals: torch.Tensor, recons: torch.Tensor, title: str = ""):
+    """Rows: original, reconstruction, |error| (brighter = worse); per-image SSIM above each."""
+    n = len(originals)
+    s = ssim(recons, originals, reduction="none")
+    fig, axes = plt.subplots(3, n, figsize=(1.6 * n, 5.2), squeeze=False)
+    for i in range(n):
+        o, r = originals[i, 0].cpu(), recons[i, 0].float().cpu()
+        for row, (img, kw) in enumerate(((o, dict(vmin=0, vmax=1)), (r, dict(vmin=0, vmax=1)),
+                                         ((o - r).abs(), dict(vmin=0, vmax=0.25, cmap="magma")))):
+            ax = axes[row, i]
+            ax.imshow(img, cmap=kw.pop("cmap", "gray"), **kw)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[0, i].set_title(f"SSIM {s[i]:.3f}", fontsize=8)
+    for row, name in enumerate(("original", "reconstruction", "|error| (0-0.25)")):
+        axes[row, 0].set_ylabel(name, fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+@torch.no_grad()
+def save_recon_grid(model, images_u8: torch.Tensor, device, run_dir, name: str, title: str = "") -> Path:
+    """Reconstruct uint8 images (n, 1, H, W) with ``model`` and save the grid as a PNG."""
+    was_training = model.training
+    model.eval()
+    x = images_u8.to(device).float().div_(255)
+    recon = model(x).recon
+    model.train(was_training)
+    fig = recon_figure(x.cpu(), recon.cpu(), title)
+    path = figure_dir(run_dir) / name
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def training_dashboard(history: list[dict], K: int, target: float | None = None):
+    """One figure with everything: the three losses, SSIM, PSNR, perplexity and codes used."""
+    fig, axes = plt.subplots(2, 4, figsize=(16, 6.4), constrained_layout=True)
+    plot_losses(history, axes[0, :3])
+    plot_lr(history, axes[0, 3])
+    plot_validation(history, axes[1, :2], target=target)
+    plot_codebook_usage(history, K, axes[1, 2:])
+    return fig
+
+
+def save_training_figures(history: list[dict], cfg, run_dir) -> dict[str, Path]:
+    """Write losses.png, validation.png, codebook_usage.png and training_dashboard.png."""
+    out = {}
+    target = SSIM_TARGETS.get(cfg.preset)
+    for name, fig in (("losses", plot_losses(history)),
+                      ("validation", plot_validation(history, target=target)),
+                      ("codebook_usage", plot_codebook_usage(history, cfg.codebook_size)),
+                      ("training_dashboard", training_dashboard(history, cfg.codebook_size, target))):
+        out[name] = figure_dir(run_dir) / f"{name}.png"
+        fig.savefig(out[name], dpi=110)
+        plt.close(fig)
+    return out
