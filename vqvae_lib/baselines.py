@@ -193,3 +193,22 @@ def matched_rate(images, bpp: float) -> dict[str, dict]:
                                  "setting": size, **_score(x, down)},
         "JPEG": {"recons": jpeg, "bpp": jpeg_bpp, "setting": quality, **_score(x, jpeg)},
     }
+
+
+def rate_table(model_bpp: float, model_scores: dict, matched: dict,
+               achievable_bpp: float | None = None) -> str:
+    """A text table: bpp, mean/5th-percentile SSIM and PSNR of the VQ-VAE and the baselines.
+
+    ``model_scores`` holds per-image ``ssim_gaussian`` and ``psnr``; ``matched`` comes from
+    :func:`matched_rate`.
+    """
+    rows = [("VQ-VAE", model_bpp, model_scores["ssim_gaussian"], model_scores["psnr"])]
+    rows += [(name, m["bpp"].mean(), m["ssim"], m["psnr"]) for name, m in matched.items()]
+    lines = [f"{'method':<22}{'bpp':>8}{'SSIM mean':>11}{'SSIM p5':>9}{'PSNR dB':>9}"]
+    for name, bpp, s, p in rows:
+        lines.append(f"{name:<22}{bpp:>8.3f}{np.mean(s):>11.3f}{np.percentile(s, 5):>9.3f}"
+                     f"{np.mean(p):>9.2f}")
+    if achievable_bpp is not None:
+        lines.append(f"(the VQ-VAE's codes have an entropy worth {achievable_bpp:.3f} bpp: "
+                     f"what an entropy coder over its code histogram would spend)")
+    return "\n".join(lines)

@@ -226,6 +226,14 @@ def per_tissue_errors(originals: torch.Tensor, recons: torch.Tensor,
     return out
 
 
+def foreground_fraction(slices) -> np.ndarray:
+    """(N,) share of each slice that is head: non-background mask pixels, or pixels above
+    5% grey where there are no masks. Slices at the top of the head show little of it."""
+    if slices.masks is not None:
+        return (np.asarray(slices.masks) > 0).mean(axis=(1, 2))
+    return (np.asarray(slices.images) > 12).mean(axis=(1, 2))
+
+
 # ------------------------------------------------------------------------------------------
 # one evaluation
 # ------------------------------------------------------------------------------------------
@@ -338,12 +346,14 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, split: str = "test",
     ``max_images=None`` follows the checkpoint config's ``max_eval_images`` (0 = all images);
     files go to ``out_dir`` or the checkpoint's run folder.
     """
-    from .data import load_split
     from .session import pick_device
 
     t0 = time.time()
     dev = pick_device(device)
-    model, cfg, ckpt = load_trained_model(checkpoint, device=dev)
+    model, cfg, ckpt = load_trained_model(checkpoint, device=dev)   # fail fast, before the data
+
+    from .data import load_split
+
     full = load_split(split, data_dir, size=cfg.image_size, masks=True, verbose=False)
     cap = cfg.max_eval_images if max_images is None else max_images
     slices = _subset(full, cap)
