@@ -173,3 +173,42 @@ def test_bad_config_is_rejected_with_a_clear_message():
         VQVAE(get_config("smoke", downsample=3))
     with pytest.raises(ValueError, match="norm"):
         VQVAE(get_config("smoke", norm="layer"))
+
+
+# ---- notebook-02 helpers -----------------------------------------------------------------------
+def test_layer_table_traces_real_shapes_and_all_parameters():
+    import matplotlib
+    matplotlib.use("Agg")
+    from vqvae_lib.model_figures import layer_table
+
+    cfg = get_config("smoke", downsample=8)
+    model = build_model(cfg).train()
+    rows = layer_table(model, torch.rand(2, 1, 64, 64))
+    assert model.training                                    # mode restored
+    assert rows[-1]["shape"] == (2, 1, 64, 64)
+    assert (2, 8, 8) in [r["shape"] for r in rows]           # the code grid
+    assert sum(r["params"] for r in rows) == model.num_parameters()
+
+
+def test_straight_through_demo_copies_the_gradient():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from vqvae_lib.model_figures import straight_through_demo, toy_points
+
+    pts = toy_points(200)
+    fig, grads = straight_through_demo(pts, pts[:5] + 0.3)
+    plt.close(fig)
+    assert torch.equal(grads["dL/dz_q"], grads["dL/dz_e (decoder)"])
+    assert grads["dL/dz_e (commitment)"].abs().sum() > 0
+
+
+def test_bit_budget_counts_grid_cells_times_log2_k():
+    from vqvae_lib.model_figures import bit_budget
+
+    cfg = get_config("cpu", image_size=128, downsample=8, codebook_size=256)
+    b = bit_budget(cfg)
+    assert b["bits_per_image"] == 16 * 16 * 8
+    assert b["bits_per_pixel"] == pytest.approx(16 * 16 * 8 / 128 ** 2)
+    assert b["compression"] == pytest.approx(8 / b["bits_per_pixel"])
