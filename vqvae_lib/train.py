@@ -316,13 +316,16 @@ class Trainer:
             with autocast:
                 out = self.net(x)
             loss = out.loss.float()
-            bad = not math.isfinite(loss.item())
+            # one device->host sync per step: the loss terms for the log and the NaN check
+            terms = dict(zip(("loss", *out.losses), torch.stack(
+                [loss.detach(), *(v.detach().float() for v in out.losses.values())]).tolist(), strict=True))
+            bad = not all(math.isfinite(v) for v in terms.values())
             time_up = cfg.max_minutes > 0 and self.is_main and \
                 elapsed0 + time.perf_counter() - t_session > cfg.max_minutes * 60
             interrupt, bad, time_up = self._sync_flags(self._stop_signal is not None, bad, time_up)
             if bad:
                 raise TrainingError(
-                    f"Non-finite loss ({loss.item()}) at epoch {self.epoch + 1}, step {self.step}. "
+                    f"Non-finite loss ({terms}) at epoch {self.epoch + 1}, step {self.step}. "
                     f"Training stopped; the checkpoints in {checkpoint_dir(self.run_dir)} are from the "
                     f"last good epoch. Try a lower lr (now {cfg.lr}), grad_clip > 0, or amp=False.")
             self.optimizer.zero_grad(set_to_none=True)
@@ -334,8 +337,8 @@ class Trainer:
             self.scaler.update()
             self.step += 1
             self.batch_in_epoch = b + 1
-            for k, v in (("loss", loss), *out.losses.items()):
-                self.accum[k] = self.accum.get(k, 0.0) + float(v)
+            for k, v in terms.items():
+                self.accum[k] = self.accum.get(k, 0.0) + v
             self.accum["n"] = self.accum.get("n", 0) + 1
             if self.verbose and not self.quiet:
                 bar.set_postfix(loss=f"{self.accum['loss'] / self.accum['n']:.4f}", lr=f"{lr:.2e}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 from matplotlib.ticker import MaxNLocator
 
@@ -100,9 +101,9 @@ def recon_figure(originals: torch.Tensor, recons: torch.Tensor, title: str = "")
     s = ssim(recons, originals, reduction="none")
     fig, axes = plt.subplots(3, n, figsize=(1.6 * n, 5.2), squeeze=False)
     for i in range(n):
-        o, r = originals[i, 0].cpu(), recons[i, 0].float().cpu()
+        o, r = originals[i, 0].float().cpu().numpy(), recons[i, 0].float().cpu().numpy()
         for row, (img, kw) in enumerate(((o, dict(vmin=0, vmax=1)), (r, dict(vmin=0, vmax=1)),
-                                         ((o - r).abs(), dict(vmin=0, vmax=0.25, cmap="magma")))):
+                                         (np.abs(o - r), dict(vmin=0, vmax=0.25, cmap="magma")))):
             ax = axes[row, i]
             ax.imshow(img, cmap=kw.pop("cmap", "gray"), **kw)
             ax.set_xticks([])
