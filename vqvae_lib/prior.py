@@ -1,0 +1,282 @@
+"""A gated PixelCNN prior over VQ-VAE code grids: the model that turns discrete latents into a
+generative model of brain slices.
+
+The VQ-VAE (van den Oord et al. 2017, "Neural Discrete Representation Learning") compresses a
+slice into an ``h x w`` grid of integers in ``[0, K)``. Decoding *uniformly random* grids gives
+noise, because real grids are highly structured. The paper therefore fits an autoregressive
+prior over the grid, in raster order (row by row, left to right),
+
+    p(c) = prod_i p(c_i | c_<i),
+
+and generates by sampling one cell at a time and decoding the finished grid.
+
+The prior here is the *gated* PixelCNN (van den Oord et al. 2016, "Conditional Image Generation
+with PixelCNN Decoders"). Three ideas:
+
+1. **Masked convolutions.** A convolution may only look at cells that come *before* the cell it
+   predicts. The first layer must not see the current cell either (mask type **A**); later
+   layers may see "their own" position, which by then only carries information from earlier
+   cells (type **B**). Instead of multiplying a square kernel by a 0/1 mask (wasting half the
+   multiplications) we use the equivalent, cheaper trick: a kernel that only *has* the allowed
+   rows/columns, plus a one-cell shift of the input for type A.
+2. **Two stacks, no blind spot.** Stacking masked 3x3 convolutions leaves a triangle of earlier
+   cells, up and to the right, that no layer ever sees. A *vertical* stack sees all rows above
+   (full width); a *horizontal* stack sees the current row to the left and receives the
+   vertical stack's features. Together they cover every earlier cell
+   (see ``prior_plots.plot_receptive_fields``).
+3. **Gates.** Each layer computes ``tanh(W_f * x) * sigmoid(W_g * x)`` (like an LSTM gate),
+   optionally with a class-dependent bias (here: position of the slice in the brain).
+
+Training the prior and the command line live in ``prior_training`` (``python -m
+vqvae_lib.prior train|sample``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def down_shift(x: torch.Tensor) -> torch.Tensor:
+    """Move every row one down (row 0 becomes zeros): row i now holds row i-1. (B, C, h, w)"""
+    return F.pad(x, (0, 0, 1, 0))[:, :, :-1, :]
+
+
+def right_shift(x: torch.Tensor) -> torch.Tensor:
+    """Move every column one right (column 0 becomes zeros). (B, C, h, w)"""
+    return F.pad(x, (1, 0, 0, 0))[:, :, :, :-1]
+
+
+class VerticalConv(nn.Module):
+    """A ``(k//2 + 1) x k`` convolution whose output at row i sees input rows ``i-k//2 .. i``.
+
+    Equivalent to a k x k kernel with its bottom ``k//2`` rows masked out.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int):
+        super().__init__()
+        self.pad = kernel_size // 2
+        self.conv = nn.Conv2d(in_channels, out_channels, (self.pad + 1, kernel_size))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.pad
+        return self.conv(F.pad(x, (p, p, p, 0)))  # pad left, right, top: same (h, w) out
+
+
+class HorizontalConv(nn.Module):
+    """A ``1 x (k//2 + 1)`` convolution whose output at column j sees columns ``j-k//2 .. j``."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int):
+        super().__init__()
+        self.pad = kernel_size // 2
+        self.conv = nn.Conv2d(in_channels, out_channels, (1, self.pad + 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.pad(x, (self.pad, 0, 0, 0)))  # pad left only
+
+
+def gate(x: torch.Tensor) -> torch.Tensor:
+    """Gated activation tanh(a) * sigmoid(b) on the two halves of the channels. (B, 2C, ...) -> (B, C, ...)"""
+    a, b = x.chunk(2, dim=1)
+    return torch.tanh(a) * torch.sigmoid(b)
+
+
+class GatedLayer(nn.Module):
+    """One gated PixelCNN layer (van den Oord et al. 2016, figure 2).
+
+    vertical:   v' = gate(Vconv(v) + c)
+    horizontal: h' = h + W_1x1 gate(Hconv(h) + W_1x1 Vconv(v) + c)
+    where c is an optional per-class bias. The vertical features enter the horizontal stack at the
+    *same* position; that is allowed because the vertical stack only ever sees rows above.
+    """
+
+    def __init__(self, channels: int, kernel_size: int, n_classes: int = 0):
+        super().__init__()
+        C = channels
+        self.kernel_size = kernel_size
+        self.v_conv = VerticalConv(C, 2 * C, kernel_size)
+        self.h_conv = HorizontalConv(C, 2 * C, kernel_size)
+        self.v_to_h = nn.Conv2d(2 * C, 2 * C, 1)
+        self.h_out = nn.Conv2d(C, C, 1)
+        self.cond = nn.Embedding(n_classes, 2 * C) if n_classes > 0 else None
+
+    def cond_bias(self, y: torch.Tensor | None) -> torch.Tensor | float:
+        if self.cond is None or y is None:
+            return 0.0
+        return self.cond(y)[:, :, None, None]  # (B, 2C, 1, 1)
+
+    def vertical(self, v: torch.Tensor, bias) -> tuple[torch.Tensor, torch.Tensor]:
+        v_pre = self.v_conv(v)                        # (B, 2C, h, w)
+        return gate(v_pre + bias), self.v_to_h(v_pre)  # next v (B, C, h, w), v->h (B, 2C, h, w)
+
+    def horizontal(self, h: torch.Tensor, v_to_h: torch.Tensor, bias) -> torch.Tensor:
+        return h + self.h_out(gate(self.h_conv(h) + v_to_h + bias))  # (B, C, h, w)
+
+
+class GatedPixelCNN(nn.Module):
+    """Autoregressive model of ``(B, h, w)`` code grids with ``num_codes`` classes per cell.
+
+    ``forward(codes, y=None)`` returns logits ``(B, K, h, w)``: the logits at (i, j) depend only
+    on cells before (i, j) in raster order (and on the optional class label ``y``, shape (B,)).
+    The first layer uses a larger kernel (``first_kernel``) to grow the receptive field quickly.
+    """
+
+    def __init__(self, num_codes: int, channels: int = 64, n_layers: int = 8,
+                 kernel_size: int = 3, first_kernel: int = 5, n_classes: int = 0):
+        super().__init__()
+        self.hparams = dict(num_codes=num_codes, channels=channels, n_layers=n_layers,
+                            kernel_size=kernel_size, first_kernel=first_kernel, n_classes=n_classes)
+        self.num_codes, self.n_classes = num_codes, n_classes
+        self.embed = nn.Embedding(num_codes, channels)
+        kernels = [first_kernel] + [kernel_size] * (n_layers - 1)
+        self.layers = nn.ModuleList(GatedLayer(channels, k, n_classes) for k in kernels)
+        self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, channels, 1), nn.ReLU(),
+                                  nn.Conv2d(channels, num_codes, 1))
+        # How far back (in rows / columns) the output can look; sampling crops to this window.
+        self.reach = sum(k // 2 for k in kernels) + 1
+
+    # -- the two stacks ----------------------------------------------------------------
+    def embed_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.embed(codes).permute(0, 3, 1, 2)  # (B, h, w) -> (B, C, h, w)
+
+    def _biases(self, y):
+        return [layer.cond_bias(y) for layer in self.layers]
+
+    def vertical_stack(self, e: torch.Tensor, biases) -> list[torch.Tensor]:
+        """Vertical-to-horizontal inputs for every layer; ``e`` is already down-shifted (mask A)."""
+        v, v_to_h = e, []
+        for layer, bias in zip(self.layers, biases, strict=True):
+            v, vh = layer.vertical(v, bias)
+            v_to_h.append(vh)  # (B, 2C, h, w)
+        return v_to_h
+
+    def horizontal_stack(self, e: torch.Tensor, v_to_h, biases) -> torch.Tensor:
+        """Logits from the right-shifted embedding ``e`` (mask A) and the vertical features."""
+        h = e
+        for layer, vh, bias in zip(self.layers, v_to_h, biases, strict=True):
+            h = layer.horizontal(h, vh, bias)
+        return self.head(h)  # (B, K, h, w)
+
+    def forward_embedded(self, e: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits from an embedded grid ``e`` (B, C, h, w); used to measure receptive fields."""
+        biases = self._biases(y)
+        return self.horizontal_stack(right_shift(e), self.vertical_stack(down_shift(e), biases),
+                                     biases)
+
+    def forward(self, codes: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.forward_embedded(self.embed_codes(codes), y)  # (B, K, h, w)
+
+    # -- likelihood and sampling -------------------------------------------------------
+    def nll_bits(self, codes: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Negative log-likelihood of each grid in bits per latent cell. (B,)"""
+        nats = F.cross_entropy(self(codes, y), codes, reduction="none")  # (B, h, w)
+        return nats.flatten(1).mean(1) / math.log(2)
+
+    @torch.no_grad()
+    def sample(self, n: int, shape: tuple[int, int], temperature: float | Sequence[float] = 1.0,
+               y: torch.Tensor | None = None, generator: torch.Generator | None = None,
+               progress: bool = False) -> torch.Tensor:
+        """Draw ``n`` code grids of ``shape`` (h, w) in raster order, all samples in one batch.
+
+        ``temperature`` is one number or one per sample: logits are divided by it (T < 1 is more
+        conservative, T > 1 more varied, T = 0 takes the most likely code). Each step only runs
+        what it needs: the vertical stack once per row on the ``reach`` rows above it, and the
+        horizontal stack on the ``reach`` cells to the left, so 32x32 = 1024 steps take seconds.
+        """
+        h, w = shape
+        device = self.embed.weight.device
+        temps = torch.as_tensor(temperature, dtype=torch.float32, device=device).reshape(-1)
+        temps = temps.expand(n) if temps.numel() == 1 else temps
+        if temps.numel() != n:
+            raise ValueError(f"temperature has {temps.numel()} values for {n} samples")
+        greedy = temps <= 0  # (n,)
+        temps = temps.clamp_min(1e-6)[:, None]
+        y = None if y is None else torch.as_tensor(y, device=device).reshape(-1).expand(n)
+        biases = self._biases(y)
+        codes = torch.zeros(n, h, w, dtype=torch.long, device=device)
+        was_training = self.training
+        self.eval()
+        rows = range(h)
+        if progress:
+            from tqdm.auto import tqdm
+            rows = tqdm(rows, desc="sampling rows", leave=False)
+        for i in rows:
+            r0 = max(0, i - self.reach)
+            e_v = down_shift(self.embed_codes(codes[:, r0:i + 1]))  # (n, C, rows, w)
+            v_to_h = [vh[:, :, -1:] for vh in self.vertical_stack(e_v, biases)]  # (n, 2C, 1, w)
+            for j in range(w):
+                c0 = max(0, j - self.reach)
+                e_h = right_shift(self.embed_codes(codes[:, i:i + 1, c0:j + 1]))  # (n, C, 1, cols)
+                logits = self.horizontal_stack(e_h, [vh[..., c0:j + 1] for vh in v_to_h],
+                                               biases)[:, :, 0, -1]  # (n, K)
+                probs = F.softmax(logits / temps, dim=-1)
+                pick = torch.multinomial(probs, 1, generator=generator)[:, 0]  # (n,)
+                codes[:, i, j] = torch.where(greedy, logits.argmax(-1), pick)
+        self.train(was_training)
+        return codes  # (n, h, w)
+
+
+def receptive_field(model: nn.Module, shape: tuple[int, int], cell: tuple[int, int],
+                    channels: int | None = None, n_probes: int = 8) -> torch.Tensor:
+    """Which input cells influence the output at ``cell``, measured with gradients. (h, w) float
+
+    Feeds ``n_probes`` random embedded grids, back-propagates the sum of the logits at ``cell`` and
+    returns the gradient magnitude at every input position, summed over probes and channels: 0
+    exactly where the output is blind to the input (several probes, so that one unlucky input
+    with all ReLUs off cannot hide a connection). Works for ``GatedPixelCNN`` and any module
+    mapping (B, C, h, w) -> (B, K, h, w).
+    """
+    h, w = shape
+    if channels is None:
+        channels = model.embed.embedding_dim
+    x = torch.randn(n_probes, channels, h, w, requires_grad=True)
+    fwd = model.forward_embedded if hasattr(model, "forward_embedded") else model
+    out = fwd(x)  # (n_probes, K, h, w)
+    out[:, :, cell[0], cell[1]].sum().backward()
+    return x.grad.abs().sum((0, 1))  # (h, w)
+
+
+class MaskedConv2d(nn.Conv2d):
+    """The *original* PixelCNN masked convolution (van den Oord et al. 2016, "Pixel Recurrent
+    Neural Networks"): a square kernel multiplied by a raster-order mask.
+
+    Type A zeroes the centre and everything after it; type B keeps the centre. Stacking these
+    leaves a blind spot; we keep it only to *show* the blind spot (``plain_pixelcnn``).
+    """
+
+    def __init__(self, mask_type: str, in_channels: int, out_channels: int, kernel_size: int):
+        super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+        if mask_type not in ("A", "B"):
+            raise ValueError(f"mask_type must be 'A' or 'B', got {mask_type!r}")
+        k = kernel_size
+        mask = torch.ones(k, k)
+        mask[k // 2, k // 2 + (mask_type == "B"):] = 0  # current row: centre (A) and right of it
+        mask[k // 2 + 1:] = 0                            # all rows below
+        self.register_buffer("mask", mask[None, None])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding)
+
+
+def plain_pixelcnn(channels: int = 8, n_layers: int = 4, kernel_size: int = 3) -> nn.Sequential:
+    """A stack of square masked convolutions (A then B, B, ...): the blind-spot demonstration."""
+    layers: list[nn.Module] = [MaskedConv2d("A", channels, channels, kernel_size)]
+    for _ in range(n_layers - 1):
+        layers += [nn.ReLU(), MaskedConv2d("B", channels, channels, kernel_size)]
+    return nn.Sequential(*layers)
+
+
+def build_prior(cfg, n_classes: int = 0) -> GatedPixelCNN:
+    """The prior a ``Config`` asks for (``prior_channels``, ``prior_layers``, K = ``codebook_size``)."""
+    return GatedPixelCNN(cfg.codebook_size, channels=cfg.prior_channels,
+                         n_layers=cfg.prior_layers, n_classes=n_classes)
+
+
+if __name__ == "__main__":
+    from .prior_training import main
+
+    main()
