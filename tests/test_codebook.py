@@ -1,6 +1,7 @@
 """Codebook analysis: usage, geometry, codes vs tissue, appearance -- on hand-made examples."""
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ class ToyVQ(nn.Module):
         super().__init__()
         self.K, self.f = K, f
         self.levels = nn.Parameter(torch.linspace(0, 1, K)[:, None])   # (K, 1) codebook
+        self.quantizer = SimpleNamespace(codebook=self.levels)
 
     def encode(self, x):
         cell = nn.functional.avg_pool2d(x, self.f)[:, 0]                 # (B, h, w)
@@ -150,3 +152,78 @@ def test_real_smoke_model_shapes():
     assert const.shape == (2, 1, cfg.image_size, cfg.image_size)
     before, after, changed = cb.swap_effect(model, codes[0], int(codes[0, 0, 0]), 0)
     assert before.shape == (cfg.image_size, cfg.image_size) and changed[0, 0]
+
+
+def _toy_analysis(n=6, size=16, K=4):
+    """Slices whose tissue labels equal their intensity level: codes should carry all of it."""
+    g = torch.Generator().manual_seed(0)
+    masks = torch.randint(0, 4, (n, size // 4, size // 4), generator=g)
+    masks = masks.repeat_interleave(4, 1).repeat_interleave(4, 2).numpy().astype(np.uint8)
+    images = torch.tensor(masks / 3.0, dtype=torch.float32)[:, None]      # (N, 1, H, W)
+    return cb.analyse_codebook(ToyVQ(K=K, f=4), images, masks)
+
+
+def test_analysis_recovers_a_perfect_code_tissue_map():
+    A = _toy_analysis()
+    assert A.codes.shape == (6, 4, 4) and A.downsample == 4 and A.latent_size == 4
+    assert A.tissue.mi_bits == pytest.approx(A.tissue.tissue_entropy_bits)
+    assert A.tissue.mean_purity == pytest.approx(1.0)
+    assert A.tissue.dominant.tolist() == [0, 1, 2, 3]
+    assert A.decoded(2).shape == (16, 16) and A.decoded(2).max() == pytest.approx(2 / 3)
+    a, b = cb.suggest_swap(A, 0)                    # white matter -> CSF
+    assert (a, b) == (3, 1)
+    assert cb.example_codes(A)[0] == A.usage.order[0]
+
+
+def test_figures_draw_for_all_views(tmp_path):
+    from matplotlib.figure import Figure
+
+    from vqvae_lib import codebook_plots as P
+
+    A = _toy_analysis(K=6)                          # codes 1..5 except levels -> some dead codes
+    assert len(A.usage.dead) > 0
+    figs = [P.usage_figure(A), P.geometry_figure(A), P.tissue_figure(A),
+            P.slice_views_figure(A, [0, 1]), P.code_view_figure(A, int(A.usage.order[0])),
+            P.code_view_figure(A, int(A.usage.dead[0])), *P.swap_views_figure(A, [(0, 0, 5)])]
+    assert all(isinstance(f, Figure) and f.axes for f in figs)
+    path = P.save_figure(figs[0], tmp_path, "usage")
+    assert path.stat().st_size > 1000
+
+
+def test_widgets_redraw_when_controls_move():
+    from vqvae_lib import codebook_widgets as CW
+
+    A = _toy_analysis()
+    view = CW.slice_slider(A)
+    first = view.image.value
+    view.slider.value = 3
+    assert view.image.value != first and not view.status.value
+    codes = CW.code_slider(A)
+    codes.slider.value = 2                          # rank 2 -> the second most used code
+    assert codes.code_box.value == A.usage.order[1]
+    codes.code_box.value = int(A.usage.order[3])    # typing an id moves the rank slider
+    assert codes.slider.value == 4
+    swap = CW.code_swap(A)
+    swap.slider.value = 5                           # code A choices follow the slice
+    assert {v for _, v in swap.code_a.options} == set(A.codes[5].unique().tolist())
+    before = swap.image.value
+    swap.code_b.value = (swap.code_b.value + 1) % A.codebook_size
+    assert swap.image.value != before and not swap.status.value
+    assert len(CW.explore(A).children) == 3
+
+
+def test_same_budget_experiment_logs_every_variant():
+    pytest.importorskip("vqvae_lib.model")
+    from vqvae_lib.codebook_experiment import experiment_figure, run_experiment
+    from vqvae_lib.config import get_config
+
+    cfg = get_config("smoke", image_size=32, batch_size=4)
+    x = torch.rand(8, 1, 32, 32)
+    runs = run_experiment(cfg, x, x[:3], minutes=5, max_steps=3, restart_after=1)
+    assert [r.name for r in runs] == ["loss", "ema", "ema + k-means + restart"]
+    assert all(r.steps == [1, 2, 3] for r in runs)
+    assert runs[2].overrides["dead_code_steps"] == 1 and runs[0].overrides["dead_code_steps"] == 0
+    for r in runs:
+        assert 0 < r.val_used <= cfg.codebook_size and r.val_counts.sum() == 3 * 8 * 8
+        assert -1 <= r.val_ssim <= 1 and all(1 <= u <= 4 * 64 for u in r.used_codes)
+    assert experiment_figure(runs, cfg.codebook_size).axes

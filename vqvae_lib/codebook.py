@@ -296,3 +296,87 @@ def swap_effect(model, code_map, code_a: int, code_b: int):
     both = torch.stack([m, new]).to(device)                          # (2, h, w)
     imgs = model.decode_codes(both).clamp(0, 1).float().cpu()[:, 0]  # (2, H, W)
     return imgs[0].numpy(), imgs[1].numpy(), changed.numpy()
+
+
+# ---------------------------------------------------------------------------------------------
+# Everything at once, for the notebook's figures and widgets
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class CodebookAnalysis:
+    """One model's codes on one set of slices, with every statistic the views need."""
+
+    model: torch.nn.Module
+    images: torch.Tensor          # (N, 1, H, W) in [0, 1]
+    recons: torch.Tensor          # (N, 1, H, W) in [0, 1]
+    codes: torch.Tensor           # (N, h, w) long
+    masks: np.ndarray | None      # (N, H, W) labels 0..3, or None
+    usage: Usage
+    tissue: CodeTissue | None
+    codebook: torch.Tensor        # (K, D)
+    downsample: int
+    slice_ids: np.ndarray | None = None   # positions of these slices in their split
+
+    @property
+    def codebook_size(self) -> int:
+        return self.usage.codebook_size
+
+    @property
+    def latent_size(self) -> int:
+        return self.codes.shape[-1]
+
+    def decoded(self, code: int) -> np.ndarray:
+        """(H, W) decoding of a latent map filled with ``code`` (cached)."""
+        cache = self.__dict__.setdefault("_decoded", {})
+        if code not in cache:
+            cache[code] = decode_constant_codes(self.model, [code], self.latent_size)[0, 0].numpy()
+        return cache[code]
+
+
+def analyse_codebook(model, images: torch.Tensor, masks=None, batch_size: int = 64,
+                     device=None) -> CodebookAnalysis:
+    """Encode and reconstruct ``images`` (N, 1, H, W) and compute usage and codes-vs-tissue."""
+    codes, recons = encode_decode(model, images, batch_size, device)
+    book = codebook_vectors(model)
+    K = book.shape[0]
+    downsample = images.shape[-1] // codes.shape[-1]
+    masks = None if masks is None else np.asarray(masks)
+    tissue = None if masks is None else code_tissue(codes, masks, K, downsample)
+    return CodebookAnalysis(model=model, images=images.detach().float().cpu(), recons=recons,
+                            codes=codes, masks=masks, usage=codebook_usage(codes, K),
+                            tissue=tissue, codebook=book, downsample=downsample)
+
+
+def analyse_slices(model, slices, max_slices: int = 0, batch_size: int = 64) -> CodebookAnalysis:
+    """``analyse_codebook`` on up to ``max_slices`` slices of a ``data.SliceSet``, evenly spaced
+    across the split so that every subject contributes (0 = all). ``.slice_ids`` holds the
+    chosen positions in the split."""
+    n = len(slices.images)
+    ids = np.arange(n) if not max_slices or max_slices >= n else \
+        np.linspace(0, n - 1, max_slices).round().astype(int)
+    masks = None if slices.masks is None else slices.masks[ids]
+    A = analyse_codebook(model, slices.tensors()[ids], masks, batch_size)
+    A.slice_ids = ids
+    return A
+
+
+def example_codes(A: CodebookAnalysis) -> list[int]:
+    """Three codes worth a look: the most used, a median one and the rarest used one."""
+    used = A.usage.order[:A.usage.used]
+    return [int(used[0]), int(used[len(used) // 2]), int(used[-1])]
+
+
+def suggest_swap(A: CodebookAnalysis, index: int, from_tissue: int = 3,
+                 to_tissue: int = 1) -> tuple[int, int]:
+    """A telling swap for slice ``index``: its most frequent code whose main tissue is
+    ``from_tissue`` (white matter) -> the most used code whose main tissue is ``to_tissue``
+    (CSF). Without masks: its most frequent code -> the most used other code."""
+    ids, counts = np.unique(A.codes[index].numpy(), return_counts=True)
+    ids = ids[np.argsort(-counts, kind="stable")]
+    if A.tissue is not None:
+        dom = A.tissue.dominant
+        a_cands = [c for c in ids if dom[c] == from_tissue]
+        b_cands = [c for c in A.usage.order[:A.usage.used] if dom[c] == to_tissue]
+        if a_cands and b_cands:
+            return int(a_cands[0]), int(b_cands[0])
+    a = int(ids[0])
+    return a, int(next(c for c in A.usage.order if c != a))
