@@ -257,7 +257,8 @@ def plot_tissue_errors(tissue: dict, example_mask=None, example_error=None):
     names = list(tissue)
     extra = example_mask is not None and example_error is not None
     fig, axes = plt.subplots(1, 4 if extra else 2, figsize=(16 if extra else 9.5, 3.9))
-    colors = ["0.6", "C0", "C1", "C2"][: len(names)]
+    palette = {"background": "0.6", "CSF": "C0", "grey matter": "C1", "white matter": "C2"}
+    colors = [palette.get(n, "C3") for n in names]
     for ax, key, label in ((axes[0], "mae", "mean |error|"), (axes[1], "ssim", "mean SSIM map")):
         vals = [tissue[n][key] for n in names]
         bars = ax.bar(names, vals, color=colors)
@@ -266,7 +267,11 @@ def plot_tissue_errors(tissue: dict, example_mask=None, example_error=None):
         ax.set_title(label)
         ax.tick_params(axis="x", labelrotation=20, labelsize=8)
     if extra:
-        axes[2].imshow(np.asarray(example_mask), cmap="viridis", vmin=0, vmax=3, interpolation="nearest")
+        from matplotlib.colors import ListedColormap
+
+        tissue_cmap = ListedColormap(["0.1", "C0", "C1", "C2"])   # the bars' colours
+        axes[2].imshow(np.asarray(example_mask), cmap=tissue_cmap, vmin=-0.5, vmax=3.5,
+                       interpolation="nearest")
         axes[2].set_title("tissue labels (0 bg, 1 CSF, 2 GM, 3 WM)", fontsize=9)
         im = axes[3].imshow(_np(example_error), **ERROR)
         axes[3].set_title("|error| of the same slice", fontsize=9)
