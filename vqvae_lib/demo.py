@@ -234,13 +234,9 @@ def subject_ids(n_subjects: int) -> list[str]:
 
 def assign_splits(ids: list[str], seed: int) -> dict[str, list[str]]:
     """Shuffle subjects with ``seed`` and cut 80/10/10: every subject is in exactly one split."""
-    order = np.random.default_rng([seed, 10_000]).permutation(len(ids))
-    n_val = max(1, round(len(ids) * SPLIT_FRACTIONS[1])) if len(ids) >= 3 else 0
-    n_test = max(1, round(len(ids) * SPLIT_FRACTIONS[2])) if len(ids) >= 3 else 0
-    n_train = len(ids) - n_val - n_test
-    cuts = {"train": order[:n_train], "validate": order[n_train:n_train + n_val],
-            "test": order[n_train + n_val:]}
-    return {k: sorted(ids[i] for i in v) for k, v in cuts.items()}
+    from .data import split_subjects
+
+    return split_subjects(ids, seed, SPLIT_FRACTIONS)
 
 
 def _write_subject(job) -> str:

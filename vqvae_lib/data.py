@@ -1,0 +1,506 @@
+"""OASIS brain slices (or the synthetic demo set): find, check, decode once, cache.
+
+The course distributes OASIS-1 (Marcus et al., 2007) as 2-D axial slices::
+
+    keras_png_slices_data/
+      keras_png_slices_train/      case_<id>_slice_<n>.nii.png   9664 images (302 subjects)
+      keras_png_slices_seg_train/  seg_<id>_slice_<n>.nii.png    tissue masks
+      ..._validate/ (1120)   ..._test/ (544)                      32 slices per subject
+
+Images are 256x256 8-bit grey ('L'); masks hold 0/85/170/255 = background/CSF/grey/white
+matter, which we turn into labels 0..3. ``load_split`` returns a :class:`SliceSet`.
+
+**Where the data comes from** (``resolve_data_dir``): the ``data_dir`` argument, else
+``$VQVAE_DATA_DIR``, else ``data/oasis`` if it exists, else the synthetic ``data/demo``
+(``make data``). A folder may be the split folders' parent or hold ``keras_png_slices_data/``.
+A plain folder of PNGs without split folders is split 80/10/10 **by subject** (seeded), so no
+subject's slices leak from training into evaluation.
+
+**Decode once.** PNG decoding is slow next to a small CPU model. The first load writes the
+split as uint8 ``.npy`` files under ``data/cache/``, keyed by a hash of the file list (names,
+sizes, modification times) and the requested size: change, add or delete a PNG and the cache
+is rebuilt. Writes go to a temporary name and are renamed, so a crash never leaves a
+half-written cache.
+
+**Policy for imperfect files** (a student wants the data to load, and to be told):
+
+* RGB / palette / grey+alpha PNGs are converted to 8-bit grey (luma), with a warning.
+* 16-bit (or 32-bit) PNGs are scaled to 0..255 by each image's own maximum, with a warning.
+* Images whose size differs from the split's usual size are resized (area averaging when
+  shrinking, bilinear when enlarging; masks nearest-neighbour), with a warning.
+* Non-PNG files are skipped with a warning (hidden files such as ``.DS_Store`` silently).
+
+Refused with a :class:`~vqvae_lib.errors.DataError` naming the file and the fix: a PNG that
+does not decode, a mask with values other than 0/85/170/255 (or labels 0..3), a mask without
+its image or an image without its mask, a mask whose size differs from its image's, an empty
+or missing split folder, a missing data folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import time
+import warnings
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataError
+
+SPLITS = ("train", "validate", "test")
+MASK_VALUES = (0, 85, 170, 255)
+TISSUES = ("background", "CSF", "grey matter", "white matter")
+LAYOUT_DIR = "keras_png_slices_data"
+DEMO_MANIFEST = "demo_manifest.json"
+CACHE_VERSION = 1
+IMAGE_RE = re.compile(r"^case_(?P<subject>.+?)_slice_(?P<slice>\d+)(?:\.nii)?\.png$", re.I)
+MASK_RE = re.compile(r"^seg_(?P<subject>.+?)_slice_(?P<slice>\d+)(?:\.nii)?\.png$", re.I)
+
+
+class DataWarning(UserWarning):
+    """Something in the data was fixed up on the fly (converted, resized, skipped)."""
+
+
+@dataclass
+class SliceSet:
+    """One split, decoded: every slice with its mask, subject and slice number."""
+
+    images: np.ndarray          # (N, H, W) uint8, at the requested size
+    masks: np.ndarray | None    # (N, H, W) uint8 labels 0..3, or None
+    subjects: np.ndarray        # (N,) str subject ids, e.g. "001"
+    slice_index: np.ndarray     # (N,) int slice number parsed from the file name
+    paths: list[str]            # source PNG per image
+    split: str                  # "train" | "validate" | "test"
+    source: str                 # "oasis" | "demo" | "custom"
+    root: Path
+    cache_hit: bool = False     # True when the arrays came from data/cache
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def n_subjects(self) -> int:
+        return len(np.unique(self.subjects))
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return tuple(self.images.shape[1:])
+
+    def tensors(self, device=None):
+        """All images as float in [0, 1], shape (N, 1, H, W) (moved as uint8, converted there)."""
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(self.images))                # (N, H, W) uint8
+        return x.to(device).unsqueeze(1).float().div_(255.0)                   # (N, 1, H, W)
+
+    def mask_tensors(self, device=None):
+        """Tissue labels 0..3 as ``torch.long``, shape (N, H, W)."""
+        import torch
+
+        if self.masks is None:
+            raise DataError(f"The {self.split} split of {self.root} was loaded without masks "
+                            f"(no keras_png_slices_seg_{self.split} folder, or masks=False).")
+        return torch.from_numpy(np.ascontiguousarray(self.masks)).to(device).long()
+
+    def subset(self, index) -> SliceSet:
+        """A new SliceSet with the slices at ``index`` (int array, slice or boolean mask)."""
+        idx = np.arange(len(self))[index]
+        return replace(self, images=self.images[idx],
+                       masks=None if self.masks is None else self.masks[idx],
+                       subjects=self.subjects[idx], slice_index=self.slice_index[idx],
+                       paths=[self.paths[i] for i in idx])
+
+
+# ----------------------------------------------------------------------------------------
+# Finding the data
+# ----------------------------------------------------------------------------------------
+def _normalise_root(root: Path) -> Path:
+    """The folder that holds the split folders (or the PNGs), looking inside wrappers."""
+    for cand in (root / LAYOUT_DIR, *sorted(root.glob(f"*/{LAYOUT_DIR}"))):
+        if cand.is_dir():
+            return cand
+    return root
+
+
+def _has_splits(root: Path) -> bool:
+    return any((root / f"keras_png_slices_{s}").is_dir() for s in SPLITS)
+
+
+def _pngs(folder: Path) -> tuple[list[Path], list[Path]]:
+    """(PNG files, other visible files) in ``folder``, sorted by name."""
+    pngs, stray = [], []
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        if entry.name.startswith(".") or entry.is_dir():
+            continue
+        (pngs if entry.name.lower().endswith(".png") else stray).append(Path(entry.path))
+    return pngs, stray
+
+
+def resolve_data_dir(data_dir=None) -> tuple[Path, str]:
+    """``(root, source)``: the ``data_dir`` argument > ``$VQVAE_DATA_DIR`` > data/oasis > data/demo.
+
+    ``source`` is ``"demo"`` for the synthetic set, ``"oasis"`` for a folder in the course
+    layout and ``"custom"`` for a plain folder of PNGs.
+    """
+    from .paths import data_root
+
+    origin = "data_dir argument"
+    if data_dir is None and os.environ.get("VQVAE_DATA_DIR"):
+        data_dir, origin = os.environ["VQVAE_DATA_DIR"], "$VQVAE_DATA_DIR"
+    if data_dir is not None:
+        given = Path(data_dir).expanduser()
+        if not given.is_dir():
+            raise DataError(f"Data folder {given} (from the {origin}) does not exist. Point it at "
+                            f"the folder holding {LAYOUT_DIR}/ (OASIS), or leave it unset to use "
+                            "data/oasis or the synthetic demo set (make data).")
+    else:
+        oasis, demo = data_root() / "oasis", data_root() / "demo"
+        if oasis.is_dir():
+            given = oasis
+        elif (demo / DEMO_MANIFEST).is_file():
+            given = demo
+        else:
+            raise DataError(f"No data found: neither {oasis} nor {demo} exists. Run `make data` "
+                            "(or `python -m vqvae_lib.demo`) to build the synthetic demo set, or "
+                            f"unpack the OASIS course data into {oasis}.")
+    root = _normalise_root(given)
+    if (given / DEMO_MANIFEST).is_file() or (root / DEMO_MANIFEST).is_file():
+        return root, "demo"
+    if _has_splits(root):
+        return root, "oasis"
+    if not _pngs(root)[0]:
+        raise DataError(f"{given} holds neither the OASIS split folders "
+                        f"({LAYOUT_DIR}/keras_png_slices_train, ...) nor PNG images. Unpack the "
+                        "course zip there, or point data_dir / $VQVAE_DATA_DIR elsewhere.")
+    return root, "custom"
+
+
+def split_subjects(subjects, seed: int = 0, fractions=(0.8, 0.1, 0.1)) -> dict[str, list[str]]:
+    """Deterministic train/validate/test split **by subject** (no subject in two splits)."""
+    ids = sorted(set(map(str, subjects)))
+    order = np.random.default_rng([seed, 10_000]).permutation(len(ids))
+    n_val = max(1, round(len(ids) * fractions[1])) if len(ids) >= 3 else 0
+    n_test = max(1, round(len(ids) * fractions[2])) if len(ids) >= 3 else 0
+    n_train = len(ids) - n_val - n_test
+    parts = (order[:n_train], order[n_train:n_train + n_val], order[n_train + n_val:])
+    return {s: sorted(ids[i] for i in p) for s, p in zip(SPLITS, parts, strict=True)}
+
+
+def _parse(path: Path, pattern: re.Pattern, unparsed: list) -> tuple[str, int]:
+    m = pattern.match(path.name)
+    if m:
+        return m["subject"], int(m["slice"])
+    unparsed.append(path)
+    return path.stem, 0
+
+
+def list_split(root: Path, split: str, source: str,
+               masks: bool = True) -> tuple[list[Path], list[Path] | None]:
+    """Image paths of ``split`` and their mask paths (or None), checked pairwise, in order."""
+    stray, unparsed = [], []
+    if source != "custom":
+        img_dir, seg_dir = root / f"keras_png_slices_{split}", root / f"keras_png_slices_seg_{split}"
+        if not img_dir.is_dir():
+            raise DataError(f"Split folder {img_dir} is missing. The course layout has "
+                            "keras_png_slices_{train,validate,test}; restore it from the zip.")
+        images, s1 = _pngs(img_dir)
+        masks, s2 = _pngs(seg_dir) if masks and seg_dir.is_dir() else (None, [])
+        stray += s1 + s2
+        if not images:
+            raise DataError(f"Split folder {img_dir} contains no PNG images. Copy its "
+                            "case_<id>_slice_<n>.nii.png files there (or re-unpack the zip).")
+    else:                                    # plain folder: split by subject, deterministically
+        everything, stray = _pngs(root)
+        images = [p for p in everything if not MASK_RE.match(p.name)]
+        masks = [p for p in everything if MASK_RE.match(p.name)] if masks else None
+        seg_dir = root
+        keep = set(split_subjects([_parse(p, IMAGE_RE, [])[0] for p in images])[split])
+        images = [p for p in images if _parse(p, IMAGE_RE, [])[0] in keep]
+        if not images:
+            raise DataError(f"{root} has too few subjects for a '{split}' split (need >= 3 "
+                            "subjects, named case_<id>_slice_<n>.png).")
+        if masks:
+            masks = [p for p in masks if _parse(p, MASK_RE, [])[0] in keep]
+    if stray:
+        warnings.warn(f"data: skipped {len(stray)} non-PNG file(s), e.g. {stray[0]}",
+                      DataWarning, stacklevel=3)
+    keyed = {}
+    for p in images:
+        keyed[_parse(p, IMAGE_RE, unparsed)] = p
+    if unparsed:
+        warnings.warn(f"data: {len(unparsed)} image name(s) do not match case_<id>_slice_<n>.nii.png,"
+                      f" e.g. {unparsed[0]}; each such file counts as its own subject.",
+                      DataWarning, stacklevel=3)
+    keys = sorted(keyed, key=lambda k: (k[0], k[1]))
+    if not masks:                            # no seg folder, an empty one, or masks=False
+        return [keyed[k] for k in keys], None
+    mask_of = {_parse(p, MASK_RE, []): p for p in masks}
+    for k, p in mask_of.items():
+        if k not in keyed:
+            raise DataError(f"Mask {p} has no image (expected case_{k[0]}_slice_{k[1]}.nii.png in "
+                            f"{images[0].parent}). Restore the image, or delete the mask.")
+    for k in keys:
+        if k not in mask_of:
+            raise DataError(f"Image {keyed[k]} has no mask (expected seg_{k[0]}_slice_{k[1]}.nii.png "
+                            f"in {seg_dir}). Restore the mask, delete the image, or load with masks=False.")
+    return [keyed[k] for k in keys], [mask_of[k] for k in keys]
+
+
+# ----------------------------------------------------------------------------------------
+# Decoding one file
+# ----------------------------------------------------------------------------------------
+def _open(path: Path):
+    from PIL import Image
+
+    try:
+        im = Image.open(path)
+        im.load()
+        return im
+    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, ... on bad files
+        raise DataError(f"Cannot decode {path} ({type(e).__name__}: {e}). The file is damaged "
+                        "or not a PNG: copy it again from the original zip, or delete it "
+                        "(and its mask).") from None
+
+
+def _gray8(im, path: Path) -> tuple[np.ndarray, str | None]:
+    """8-bit grey pixels and a note when a conversion was needed (see module policy)."""
+    if im.mode == "L":
+        return np.asarray(im), None
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        peak = a.max()
+        if a.min() >= 0 and peak <= 255 and np.all(a == np.round(a)):
+            return a.astype(np.uint8), f"{im.mode} -> 8-bit (values already 0..255)"
+        a = np.clip(a, 0, None) * (255.0 / peak if peak > 0 else 0.0)
+        return np.round(a).astype(np.uint8), f"{im.mode} -> 8-bit grey (scaled by its maximum)"
+    return np.asarray(im.convert("L")), f"{im.mode} -> 8-bit grey"
+
+
+def resize_image(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize uint8 (H, W) to ``size``: area average when shrinking (antialiased), else bilinear."""
+    from PIL import Image
+
+    if a.shape == tuple(size):
+        return a
+    shrink = size[0] <= a.shape[0] and size[1] <= a.shape[1]
+    method = Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR
+    return np.asarray(Image.fromarray(a).resize((size[1], size[0]), method))
+
+
+def resize_mask(m: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize labels (H, W) to ``size`` with nearest neighbour (labels must stay labels)."""
+    from PIL import Image
+
+    if m.shape == tuple(size):
+        return m
+    return np.asarray(Image.fromarray(m).resize((size[1], size[0]), Image.Resampling.NEAREST))
+
+
+def read_image(path, size=None) -> np.ndarray:
+    """One slice as (H, W) uint8 (converted to 8-bit grey; resized if ``size`` is given)."""
+    with _open(Path(path)) as im:
+        a, _ = _gray8(im, Path(path))
+    return resize_image(a, _pair(size)) if size else a
+
+
+def read_mask(path, size=None) -> np.ndarray:
+    """One mask as (H, W) uint8 labels 0..3; DataError if it holds other values."""
+    path = Path(path)
+    with _open(path) as im:
+        m = np.asarray(im.convert("L") if im.mode in ("RGB", "RGBA", "P", "LA") else im)
+    values = np.unique(m)
+    if set(values.tolist()) <= set(MASK_VALUES):
+        labels = (m // 85).astype(np.uint8)
+    elif set(values.tolist()) <= {0, 1, 2, 3}:
+        labels = m.astype(np.uint8)
+    else:
+        bad = [int(v) for v in values if v not in MASK_VALUES][:6]
+        raise DataError(f"Mask {path} has values {bad} besides 0/85/170/255 (background, CSF, grey, "
+                        "white matter). Was it resized with interpolation or saved as JPEG? Export "
+                        "it again with nearest-neighbour resampling, or delete it and its image.")
+    return resize_mask(labels, _pair(size)) if size else labels
+
+
+def _pair(size) -> tuple[int, int]:
+    return (int(size), int(size)) if np.isscalar(size) else tuple(int(s) for s in size)
+
+
+def _decode_all(paths, size, kind: str, desc: str, verbose: bool):
+    """Decode ``paths`` (threads: PIL releases the GIL) -> (list of arrays, native shapes, notes)."""
+    from tqdm.auto import tqdm
+
+    from .session import quiet
+
+    def one(p):
+        if kind == "mask":
+            m = read_mask(p)
+            return (resize_mask(m, size) if size else m), m.shape, None
+        with _open(p) as im:
+            a, note = _gray8(im, p)
+        return (resize_image(a, size) if size else a), a.shape, note
+
+    workers = min(4, os.cpu_count() or 1)
+    with ThreadPoolExecutor(workers) as pool:
+        out = list(tqdm(pool.map(one, paths), total=len(paths), desc=desc, leave=False,
+                        disable=quiet() or not verbose, mininterval=1.0))
+    return [o[0] for o in out], [o[1] for o in out], [o[2] for o in out]
+
+
+def _stack(arrays, shapes, paths, size, kind: str) -> np.ndarray:
+    """Stack to (N, H, W); slices whose native size differs from the usual one are resized."""
+    usual = Counter(shapes).most_common(1)[0][0]
+    odd = [p for p, s in zip(paths, shapes, strict=True) if s != usual]
+    if odd and kind == "image":
+        warnings.warn(f"data: {len(odd)} image(s) are not {usual[0]}x{usual[1]} like the rest, "
+                      f"e.g. {odd[0]}; resized them.", DataWarning, stacklevel=4)
+    target = size or usual
+    resize = resize_mask if kind == "mask" else resize_image
+    return np.stack([a if a.shape == target else resize(a, target) for a in arrays])
+
+
+# ----------------------------------------------------------------------------------------
+# The uint8 cache
+# ----------------------------------------------------------------------------------------
+def _cache_file(cache_dir: Path, kind: str, split: str, root: Path, paths, size) -> Path:
+    """``<kind>-<split>-<size>-<root hash>-<files hash>.npy``: any file change -> new name."""
+    h = hashlib.sha1(f"v{CACHE_VERSION}|{kind}|{size}".encode())
+    for p in paths:
+        st = os.stat(p)
+        h.update(f"|{p.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    root_key = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:8]
+    tag = f"{size[0]}x{size[1]}" if size else "native"
+    return cache_dir / f"{kind}-{split}-{tag}-{root_key}-{h.hexdigest()[:16]}.npy"
+
+
+def _cache_load(path: Path, n: int) -> np.ndarray | None:
+    try:
+        a = np.load(path)
+    except (OSError, ValueError, EOFError):
+        return None                                             # absent or damaged: rebuild
+    return a if a.dtype == np.uint8 and a.ndim == 3 and len(a) == n else None
+
+
+def _cache_save(path: Path, array: np.ndarray) -> None:
+    """Atomic: write a temporary file, then rename; drop older entries of the same split."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+        os.replace(tmp, path)
+        stem = path.name.rsplit("-", 1)[0]
+        for old in path.parent.glob(f"{stem}-*.npy"):
+            if old != path:
+                old.unlink(missing_ok=True)
+    except OSError as e:
+        warnings.warn(f"data: could not write the cache {path} ({e}); continuing without it.",
+                      DataWarning, stacklevel=3)
+
+
+def _load_array(kind, split, root, paths, size, cache_dir, use_cache, verbose):
+    """(array, cache hit?, native shapes or None) for images or masks of one split."""
+    file = _cache_file(cache_dir, kind, split, root, paths, size) if use_cache else None
+    if file is not None:
+        cached = _cache_load(file, len(paths))
+        if cached is not None:
+            return cached, True, None
+    arrays, shapes, notes = _decode_all(paths, size, kind.rstrip("s"), f"decoding {split} {kind}",
+                                        verbose)
+    converted = [(p, n) for p, n in zip(paths, notes, strict=True) if n]
+    if converted:
+        warnings.warn(f"data: converted {len(converted)} image(s) ({converted[0][1]}), e.g. "
+                      f"{converted[0][0]}.", DataWarning, stacklevel=3)
+    array = _stack(arrays, shapes, paths, size, kind.rstrip("s"))
+    if file is not None:
+        _cache_save(file, array)
+    return array, False, shapes
+
+
+# ----------------------------------------------------------------------------------------
+# Public loaders
+# ----------------------------------------------------------------------------------------
+def load_split(split: str, data_dir=None, size=None, masks: bool = True, cache_dir=None,
+               verbose: bool = True, use_cache: bool = True) -> SliceSet:
+    """Load one split as a :class:`SliceSet` (decoding PNGs only when the cache is stale).
+
+    ``size``: an int (square) or (H, W) to resize to, e.g. 128 on CPU; None keeps 256x256.
+    ``masks``: also load the tissue masks (None in the result if the split has none).
+    Prints one line ``data: <split> ...`` saying what was loaded, from where, and the source.
+    """
+    from .paths import default_cache_dir
+
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    t0 = time.perf_counter()
+    root, source = resolve_data_dir(data_dir)
+    size = _pair(size) if size else None
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    image_paths, mask_paths = list_split(root, split, source, masks=masks)
+    images, hit, img_shapes = _load_array("images", split, root, image_paths, size, cache_dir,
+                                          use_cache, verbose)
+    labels = None
+    if mask_paths:
+        labels, mhit, mask_shapes = _load_array("masks", split, root, mask_paths,
+                                                size or images.shape[1:], cache_dir, use_cache,
+                                                verbose)
+        hit = hit and mhit
+        if img_shapes and mask_shapes:
+            for ip, mp, a, b in zip(image_paths, mask_paths, img_shapes, mask_shapes, strict=True):
+                if a != b:
+                    raise DataError(f"Mask {mp} is {b[0]}x{b[1]} but its image {ip} is "
+                                    f"{a[0]}x{a[1]}: they do not belong together. Replace one.")
+    subjects, slices = zip(*(_parse(p, IMAGE_RE, []) for p in image_paths), strict=True)
+    out = SliceSet(images=images, masks=labels, subjects=np.array(subjects),
+                   slice_index=np.array(slices, dtype=np.int64),
+                   paths=[str(p) for p in image_paths], split=split, source=source, root=root,
+                   cache_hit=hit)
+    if verbose:
+        what = {"demo": "synthetic demo subjects", "oasis": "OASIS layout",
+                "custom": "plain PNG folder, split by subject"}[source]
+        how = "cache" if hit else f"decoded in {time.perf_counter() - t0:.1f} s, cached"
+        print(f"data: {split}: {len(out)} slices of {out.n_subjects} subjects, "
+              f"{out.size[0]}x{out.size[1]}{' + masks' if labels is not None else ''} "
+              f"from {root} ({source}: {what}) [{how}]")
+    return out
+
+
+def load_splits(data_dir=None, size=None, masks: bool = True, **kwargs) -> dict[str, SliceSet]:
+    """``{"train": SliceSet, "validate": ..., "test": ...}``; warns if a subject is in two."""
+    sets = {s: load_split(s, data_dir, size=size, masks=masks, **kwargs) for s in SPLITS}
+    leaks = subject_overlap(sets)
+    if any(leaks.values()):
+        pair, shared = next((k, v) for k, v in leaks.items() if v)
+        warnings.warn(f"data: subject(s) {sorted(shared)[:5]} appear in both {pair[0]} and "
+                      f"{pair[1]}: evaluation would be optimistic. Move each subject's slices "
+                      "into one split.", DataWarning, stacklevel=2)
+    return sets
+
+
+def subject_overlap(sets: dict[str, SliceSet]) -> dict[tuple[str, str], set[str]]:
+    """Subjects shared by each pair of splits -- all empty when the split is by subject."""
+    names = list(sets)
+    ids = {k: set(np.unique(v.subjects).tolist()) for k, v in sets.items()}
+    return {(a, b): ids[a] & ids[b] for i, a in enumerate(names) for b in names[i + 1:]}
+
+
+def folder_tree(root=None, files_per_folder: int = 2) -> str:
+    """A printable tree of the data folder: each folder, its first files and its file count."""
+    root = Path(root) if root else resolve_data_dir()[0]
+    lines = [f"{root}/"]
+    def order(d):  # images before masks, train -> validate -> test
+        split = next((i for i, s in enumerate(SPLITS) if d.name.endswith(s)), len(SPLITS))
+        return "_seg_" in d.name, split, d.name
+
+    for d in sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                    key=order):
+        names = sorted(os.listdir(d))
+        lines.append(f"  {d.name}/   ({len(names)} files)")
+        lines += [f"    {n}" for n in names[:files_per_folder]] + (["    ..."] if names else [])
+    files = sorted(p.name for p in root.iterdir() if p.is_file())
+    lines += [f"  {n}" for n in files[:files_per_folder + 2]]
+    return "\n".join(lines)
