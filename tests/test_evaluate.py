@@ -63,6 +63,15 @@ def data_dir(tmp_path_factory):
     return root
 
 
+@pytest.fixture(autouse=True)
+def _cache_in_tmp(tmp_path_factory, monkeypatch):
+    """Keep the loader's .npy cache of these throwaway data sets out of data/cache."""
+    import vqvae_lib.paths
+
+    cache = tmp_path_factory.getbasetemp() / "cache"
+    monkeypatch.setattr(vqvae_lib.paths, "default_cache_dir", lambda: cache)
+
+
 @pytest.fixture(scope="module")
 def smoke_checkpoint(tmp_path_factory):
     """An (untrained) smoke-preset VQ-VAE saved like the trainer does: runs/smoke/checkpoints/best.pt."""

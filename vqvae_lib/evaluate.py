@@ -339,11 +339,13 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, split: str = "test",
                         data_dir: str | os.PathLike | None = None,
                         out_dir: str | os.PathLike | None = None, batch_size: int = 64,
                         device: str = "auto", max_images: int | None = None,
-                        write: bool = True, verbose: bool = True) -> Evaluation:
+                        write: bool = True, verbose: bool = True,
+                        cache_dir: str | os.PathLike | None = None) -> Evaluation:
     """Load ``checkpoint``, score ``split`` at the model's resolution, write the metrics files.
 
     ``max_images=None`` follows the checkpoint config's ``max_eval_images`` (0 = all images);
-    files go to ``out_dir`` or the checkpoint's run folder.
+    files go to ``out_dir`` or the checkpoint's run folder; ``cache_dir`` is passed to
+    ``data.load_split`` (default ``data/cache``).
     """
     from .session import pick_device
 
@@ -353,7 +355,8 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, split: str = "test",
 
     from .data import load_split
 
-    full = load_split(split, data_dir, size=cfg.image_size, masks=True, verbose=False)
+    full = load_split(split, data_dir, size=cfg.image_size, masks=True, cache_dir=cache_dir,
+                      verbose=verbose)
     cap = cfg.max_eval_images if max_images is None else max_images
     slices = _subset(full, cap)
     ev = evaluate_model(model, cfg, slices, batch_size=batch_size, device=dev)

@@ -29,7 +29,8 @@ def choose_examples(n_total: int, n: int) -> np.ndarray:
 
 def predict(checkpoint: str | os.PathLike, split: str = "test", n: int = 8,
             data_dir: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
-            device: str = "auto", max_images: int | None = None, batch_size: int = 64) -> Path:
+            device: str = "auto", max_images: int | None = None, batch_size: int = 64,
+            cache_dir: str | os.PathLike | None = None) -> Path:
     """Save originals vs reconstructions for ``n`` slices of ``split``; return the PNG's path."""
     import matplotlib
 
@@ -41,7 +42,8 @@ def predict(checkpoint: str | os.PathLike, split: str = "test", n: int = 8,
     from .evaluation_plots import plot_predictions
 
     ev = evaluate_checkpoint(checkpoint, split, data_dir, batch_size=batch_size, device=device,
-                             max_images=max_images, write=False, verbose=False)
+                             max_images=max_images, write=False, verbose=False,
+                             cache_dir=cache_dir)
     idx = choose_examples(len(ev.originals), n)
     s = ev.per_image["ssim_gaussian"]
     labels = [f"{ev.slices.subjects[i]} / slice {int(ev.slices.slice_index[i])}" for i in idx]
