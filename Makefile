@@ -31,7 +31,7 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 data: setup
-	$(PY) -m vqvae_lib.demo --if-missing
+	$(PY) -m vqvae_lib.demo
 
 run-all: setup data
 	$(PY) -m vqvae_lib.runner $(RUN_ARGS)
