@@ -356,6 +356,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=None, help="processes (default: min(2, CPUs))")
     ap.add_argument("--force", action="store_true", help="rebuild even if the folder exists")
+    ap.add_argument("--if-missing", action="store_true", help=argparse.SUPPRESS)  # the default
     a = ap.parse_args(argv)
     generate(a.out, a.subjects, a.slices, a.seed, a.workers, a.force)
     return 0
