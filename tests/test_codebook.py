@@ -84,6 +84,7 @@ def test_code_tissue_purity_and_mi():
     assert ct.purity[0] == pytest.approx(1.0) and ct.purity[1] == pytest.approx(0.5)
     assert np.isnan(ct.purity[2]) and ct.dominant.tolist() == [0, 3, -1]
     assert ct.mean_purity == pytest.approx((2 + 1) / 4)
+    assert ct.baseline_purity == pytest.approx(0.5)       # background is half of all pixels
     # H(tissue) of [.5, .125, .125, .25] = 1.75 bits; H(tissue | code) = .5 * 0 + .5 * 1.5
     assert ct.tissue_entropy_bits == pytest.approx(1.75)
     assert ct.mi_bits == pytest.approx(1.75 - 0.75)

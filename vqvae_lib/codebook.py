@@ -181,11 +181,18 @@ class CodeTissue:
     mi_bits: float             # I(code; tissue)
     tissue_entropy_bits: float # H(tissue), the upper bound of the MI
 
+    @property
+    def baseline_purity(self) -> float:
+        """Purity without looking at codes: always guess the most common tissue."""
+        totals = self.table.sum(0)
+        return float(totals.max() / totals.sum())
+
     def summary(self) -> str:
         return (f"I(code; tissue) = {self.mi_bits:.3f} bits of H(tissue) = "
                 f"{self.tissue_entropy_bits:.3f} bits "
                 f"({100 * self.mi_bits / max(self.tissue_entropy_bits, 1e-12):.0f}%); "
-                f"usage-weighted purity {self.mean_purity:.3f}")
+                f"usage-weighted purity {self.mean_purity:.3f} "
+                f"(always guessing the most common tissue: {self.baseline_purity:.3f})")
 
 
 def mutual_information_bits(table) -> float:
@@ -367,16 +374,18 @@ def example_codes(A: CodebookAnalysis) -> list[int]:
 
 def suggest_swap(A: CodebookAnalysis, index: int, from_tissue: int = 3,
                  to_tissue: int = 1) -> tuple[int, int]:
-    """A telling swap for slice ``index``: its most frequent code whose main tissue is
-    ``from_tissue`` (white matter) -> the most used code whose main tissue is ``to_tissue``
-    (CSF). Without masks: its most frequent code -> the most used other code."""
+    """A telling swap for slice ``index``: A = the code covering most ``from_tissue`` (white
+    matter) pixels of the slice; B = among codes that are not rare (>= 10% of the mean usage), the
+    one with the largest share of ``to_tissue`` (CSF). Without masks: the slice's most frequent
+    code -> the most used other code."""
     ids, counts = np.unique(A.codes[index].numpy(), return_counts=True)
-    ids = ids[np.argsort(-counts, kind="stable")]
     if A.tissue is not None:
-        dom = A.tissue.dominant
-        a_cands = [c for c in ids if dom[c] == from_tissue]
-        b_cands = [c for c in A.usage.order[:A.usage.used] if dom[c] == to_tissue]
-        if a_cands and b_cands:
-            return int(a_cands[0]), int(b_cands[0])
-    a = int(ids[0])
+        dist = A.tissue.distribution
+        a = int(ids[np.argmax(counts * dist[ids, from_tissue])])
+        used = A.usage.order[:A.usage.used]
+        common = used[A.usage.counts[used] >= 0.1 * A.usage.counts[used].mean()]
+        common = common[common != a]
+        if len(common):
+            return a, int(common[np.argmax(dist[common, to_tissue])])
+    a = int(ids[np.argmax(counts)])
     return a, int(next(c for c in A.usage.order if c != a))
