@@ -88,7 +88,7 @@ def plot_architecture(model: VQVAE, x: torch.Tensor, save_to=None):
     rows = layer_table(model, x[:1])
     colors = {"input": "#999999", "encoder": ENC, "quantizer": QUANT, "decoder": DEC}
     side0 = rows[0]["shape"][-1]
-    fig, ax = plt.subplots(figsize=(max(12, 1.35 * len(rows)), 4.8))
+    fig, ax = plt.subplots(figsize=(max(12, 1.35 * len(rows)), 4.2))
     xpos = 0.0
     for i, r in enumerate(rows):
         shape = r["shape"]
@@ -113,7 +113,7 @@ def plot_architecture(model: VQVAE, x: torch.Tensor, save_to=None):
         ax.plot([], [], "s", color=c, ms=10, label=part)
     ax.legend(loc="upper left", ncol=3, frameon=False)
     ax.set_xlim(-0.3, xpos)
-    ax.set_ylim(-3.6, 3.4)
+    ax.set_ylim(-3.1, 3.4)
     ax.axis("off")
     cfg = model.cfg
     ax.set_title(f"VQ-VAE, preset '{cfg.preset}': {cfg.image_size}x{cfg.image_size} image -> "
@@ -332,37 +332,43 @@ def compare_codebook_updates(points: torch.Tensor, k: int = 12, steps: int = 100
 
 
 # ---- bits -------------------------------------------------------------------------------------
-def bit_budget(cfg) -> dict:
+def bit_budget(cfg, label: str | None = None) -> dict:
     """Bits in one code grid (h*w*log2 K) vs the 8-bit image it replaces."""
     h = cfg.latent_size
     code_bits = h * h * np.log2(cfg.codebook_size)
     pixel_bits = cfg.image_size ** 2 * 8
-    return dict(preset=cfg.preset, image=f"{cfg.image_size}x{cfg.image_size}", grid=f"{h}x{h}",
-                K=cfg.codebook_size, bits_per_image=int(round(code_bits)),
+    return dict(preset=label or cfg.preset, image=f"{cfg.image_size}x{cfg.image_size}",
+                grid=f"{h}x{h}", K=cfg.codebook_size, bits_per_image=int(round(code_bits)),
                 bits_per_pixel=bits_per_pixel(h, h, cfg.codebook_size, cfg.image_size, cfg.image_size),
                 compression=pixel_bits / code_bits)
 
 
-def bit_budget_table(presets=("smoke", "cpu", "gpu", "reference"), **overrides) -> list[dict]:
-    return [bit_budget(get_config(p, **overrides)) for p in presets]
+def bit_budget_table(presets=("smoke", "cpu", "gpu", "reference"), variants=None) -> list[dict]:
+    """One row per preset, plus ``variants``: ``{label: config}`` what-ifs."""
+    rows = [bit_budget(get_config(p)) for p in presets]
+    return rows + [bit_budget(cfg, label) for label, cfg in (variants or {}).items()]
 
 
 def format_bit_budget(rows: list[dict]) -> str:
-    lines = [f"{'preset':<10} {'image':>8} {'codes':>6} {'K':>5} {'bits/image':>11} "
+    lines = [f"{'preset':<14} {'image':>8} {'codes':>6} {'K':>5} {'bits/image':>11} "
              f"{'bits/pixel':>10} {'vs 8-bit':>9}"]
     for r in rows:
-        lines.append(f"{r['preset']:<10} {r['image']:>8} {r['grid']:>6} {r['K']:>5} "
+        lines.append(f"{r['preset']:<14} {r['image']:>8} {r['grid']:>6} {r['K']:>5} "
                      f"{r['bits_per_image']:>11,} {r['bits_per_pixel']:>10.3f} {r['compression']:>8.0f}x")
     return "\n".join(lines)
 
 
 def plot_bit_budget(rows: list[dict], save_to=None):
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    names = [f"{r['preset']}\n{r['image']} -> {r['grid']}" for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(max(11, 2.6 * len(rows)), 3.8))
+    names = [f"{r['preset']}\n{r['image']} -> {r['grid']}\nK={r['K']}" for r in rows]
     axes[0].bar(names, [r["bits_per_pixel"] for r in rows], color=QUANT)
     axes[0].axhline(8, color="k", ls="--", lw=1)
     axes[0].text(len(rows) - 0.5, 8, "8-bit pixels", ha="right", va="bottom", fontsize=8)
     axes[0].set_yscale("log")
+    ticks = [0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8]
+    axes[0].set_yticks(ticks, [str(t) for t in ticks])
+    axes[0].minorticks_off()
+    axes[0].set_ylim(min(0.05, 0.5 * min(r["bits_per_pixel"] for r in rows)), 12)
     axes[0].set_ylabel("bits per pixel (log scale)")
     axes[1].bar(names, [r["compression"] for r in rows], color=ENC)
     axes[1].set_ylabel("compression vs 8-bit pixels (x)")
@@ -374,3 +380,61 @@ def plot_bit_budget(rows: list[dict], save_to=None):
     fig.tight_layout()
     _save(fig, save_to)
     return fig
+
+
+# ---- one real batch -------------------------------------------------------------------------
+def pick_slices(images: np.ndarray, n: int = 8, seed: int = 0) -> torch.Tensor:
+    """``n`` slices (n, 1, H, W) in [0, 1] from a (N, H, W) uint8 stack, drawn among the half
+    with the most brain (brightest on average) so that the examples are not empty edge slices."""
+    brightness = images.reshape(len(images), -1).mean(1)
+    candidates = np.flatnonzero(brightness >= np.median(brightness))
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(candidates, size=min(n, len(candidates)), replace=False))
+    return torch.from_numpy(images[idx]).float().div(255).unsqueeze(1)
+
+
+@torch.no_grad()
+def plot_code_walk(model: VQVAE, x: torch.Tensor, n: int = 3, save_to=None):
+    """For ``n`` slices: the image, its grid of codes (one colour per code index, the numbers
+    written in a corner), and what the decoder makes of those codes.
+
+    The model keeps its mode (an untrained model is best shown in training mode, where BatchNorm
+    uses the batch's statistics), except the quantizer, which is put in eval mode so that the
+    figure never changes the codebook."""
+    was_training = model.quantizer.training
+    model.quantizer.eval()
+    out = model(x[:n])
+    model.quantizer.train(was_training)
+    k = model.cfg.codebook_size
+    cmap = plt.get_cmap("nipy_spectral", k)
+    fig, axes = plt.subplots(n, 3, figsize=(10, 3.4 * n), squeeze=False)
+    for r in range(n):
+        codes = out.codes[r].numpy()
+        axes[r, 0].imshow(x[r, 0], cmap="gray", vmin=0, vmax=1)
+        axes[r, 0].set_title(f"slice {tuple(x.shape[-2:])}, [0, 1]", fontsize=9)
+        axes[r, 1].imshow(codes, cmap=cmap, vmin=-0.5, vmax=k - 0.5, interpolation="nearest")
+        axes[r, 1].set_title(f"codes {codes.shape}, {len(np.unique(codes))} distinct of K={k}",
+                             fontsize=9)
+        for (a, b), c in np.ndenumerate(codes[:4, :4]):      # a few of the integers
+            axes[r, 1].text(b, a, str(c), ha="center", va="center", fontsize=6, color="w",
+                            bbox=dict(fc="black", alpha=0.5, lw=0, pad=0.5))
+        axes[r, 2].imshow(out.recon[r, 0], cmap="gray", vmin=0, vmax=1)
+        axes[r, 2].set_title("decoded codes (model not trained yet)", fontsize=9)
+        for ax in axes[r]:
+            ax.axis("off")
+    fig.tight_layout()
+    _save(fig, save_to)
+    return fig
+
+
+def parameter_summary(presets=("smoke", "cpu", "gpu", "reference")) -> str:
+    """Trainable parameters per part for each preset, as a printable table."""
+    lines = [f"{'preset':<10} {'width':>6} {'K x D':>10} {'quantizer':>9} {'encoder':>11} "
+             f"{'codebook':>9} {'decoder':>11} {'total':>11}"]
+    for p in presets:
+        cfg = get_config(p)
+        t = VQVAE(cfg).parameter_table()
+        lines.append(f"{p:<10} {cfg.hidden_channels:>6} {f'{cfg.codebook_size}x{cfg.code_dim}':>10} "
+                     f"{cfg.quantizer:>9} {t['encoder']:>11,} {t['quantizer']:>9,} "
+                     f"{t['decoder']:>11,} {sum(t.values()):>11,}")
+    return "\n".join(lines)
