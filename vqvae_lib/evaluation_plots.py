@@ -52,7 +52,7 @@ def plot_predictions(originals, recons, ssim_values, labels=None, title: str = "
         axes[0, i].imshow(x[i], **GREY)
         axes[1, i].imshow(y[i], **GREY)
         axes[0, i].set_title(labels[i] if labels else f"#{i}", fontsize=8)
-        axes[1, i].set_title(f"SSIM {ssim_values[i]:.3f}", fontsize=9)
+        axes[1, i].set_xlabel(f"SSIM {ssim_values[i]:.3f}", fontsize=9)
         _off(axes[0, i])
         _off(axes[1, i])
     axes[0, 0].set_ylabel("original")
@@ -112,7 +112,7 @@ def plot_ssim_distribution(per_image: dict, target: float = 0.6, title: str = ""
     ax.set_xlabel("SSIM per image")
     ax.set_ylabel("images")
     ax.set_title(title or f"per-image SSIM, {len(g)} images")
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     return fig
 
