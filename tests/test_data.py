@@ -94,6 +94,8 @@ def test_resolve_order_argument_env_oasis_demo(tmp_path, monkeypatch):
     monkeypatch.setenv("VQVAE_DATA_DIR", str(other))
     assert D.resolve_data_dir()[0] == other / "keras_png_slices_data"
     assert D.resolve_data_dir(demo)[1] == "demo"                            # argument wins
+    inner = demo / "keras_png_slices_data"                                  # what S.data_dir holds
+    assert D.resolve_data_dir(inner) == (inner, "demo")
 
 
 def test_finds_layout_inside_an_unzipped_wrapper_folder(tmp_path, cache):

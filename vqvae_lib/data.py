@@ -169,7 +169,10 @@ def resolve_data_dir(data_dir=None) -> tuple[Path, str]:
                             "(or `python -m vqvae_lib.demo`) to build the synthetic demo set, or "
                             f"unpack the OASIS course data into {oasis}.")
     root = _normalise_root(given)
-    if (given / DEMO_MANIFEST).is_file() or (root / DEMO_MANIFEST).is_file():
+    marks = [given / DEMO_MANIFEST, root / DEMO_MANIFEST]
+    if root.name == LAYOUT_DIR:                       # given the inner folder of the demo set
+        marks.append(root.parent / DEMO_MANIFEST)
+    if any(m.is_file() for m in marks):
         return root, "demo"
     if _has_splits(root):
         return root, "oasis"
@@ -504,3 +507,26 @@ def folder_tree(root=None, files_per_folder: int = 2) -> str:
     files = sorted(p.name for p in root.iterdir() if p.is_file())
     lines += [f"  {n}" for n in files[:files_per_folder + 2]]
     return "\n".join(lines)
+
+
+def describe_source(root=None, source=None) -> str:
+    """A few plain sentences on where the slices come from (printed by notebook 01)."""
+    if root is None or source is None:
+        root, source = resolve_data_dir(root)
+    root = Path(root)
+    if source == "demo":
+        import json
+
+        manifest = next((json.loads(p.read_text()) for p in (root / DEMO_MANIFEST,
+                         root.parent / DEMO_MANIFEST) if p.is_file()), {})
+        return (f"SYNTHETIC demo data in {root}: {manifest.get('subjects', '?')} made-up subjects x "
+                f"{manifest.get('slices_per_subject', '?')} axial slices, not real people.\n"
+                f"Made from: {manifest.get('made_from', 'the MNI152 template in nilearn')}.\n"
+                f"Generator: python -m vqvae_lib.demo (seed {manifest.get('seed', '?')}). Put the "
+                "OASIS course data in data/oasis to use real brains.")
+    if source == "oasis":
+        return (f"OASIS-1 slices in the course layout, from {root}: T1-weighted MRI of adults aged "
+                "18-96 (Marcus et al., 2007, https://www.oasis-brains.org), preprocessed and cut "
+                "into 256x256 axial PNG slices with FAST-style tissue masks. Use under the OASIS "
+                "data use terms.")
+    return (f"A plain folder of PNG slices ({root}), split 80/10/10 by subject (seed 0).")

@@ -200,8 +200,8 @@ def make_subject(seed: int, subject: int, n_slices: int = 24, size: int = IMAGE_
     patch = _smooth_noise(rng, (S // 4 + 2, 12, 12), 1.5)
     patch = F.interpolate(torch.from_numpy(patch)[None, None], size=(S, H, H),
                           mode="trilinear", align_corners=True)[0, 0].numpy()
-    strength = np.clip(rng.uniform(0.35, 0.9) + 0.45 * patch, 0, 1)
-    rim = strength * 0.8 * np.exp(-0.5 * ((outside - rim_depth) / rim_width) ** 2)
+    strength = np.clip(rng.uniform(0.25, 0.8) + 0.6 * patch, 0, 1)
+    rim = strength * 0.6 * np.exp(-0.5 * ((outside - rim_depth) / rim_width) ** 2)
     soft = 0.06 * np.clip((15 - outside) / 5, 0, 1) * (outside > 1.5)
     gap = lv[0] * np.clip(1 - outside / 2.5, 0, 1)
     b = np.clip(brain, 0, 1)
@@ -212,7 +212,7 @@ def make_subject(seed: int, subject: int, n_slices: int = 24, size: int = IMAGE_
     BZ, BX, BY = np.meshgrid(bz * 0.3, bx, by, indexing="ij")
     c = rng.normal(0, 0.08, 4).astype(np.float32)
     img = img * np.exp(c[0] * BX + c[1] * BY + c[2] * BZ + c[3] * (BX**2 + BY**2 - 0.6))
-    img = np.clip(img, 0, None) ** rng.uniform(0.85, 1.15) * rng.uniform(1.0, 1.25)
+    img = np.clip(img, 0, None) ** rng.uniform(0.85, 1.15) * rng.uniform(0.9, 1.15)
 
     # mild Rician-like noise inside the head, exact zeros in the far background
     sigma = rng.uniform(0.006, 0.018)
