@@ -188,3 +188,45 @@ def test_state_dict_round_trips_with_weights_only(cls):
     assert torch.equal(fresh.codebook, vq.codebook)
     assert int(fresh.initialized) == 1
     assert torch.equal(fresh.steps_unused, vq.steps_unused)
+
+
+_DDP_SCRIPT = r'''
+import os, sys, torch, torch.distributed as dist, torch.multiprocessing as mp
+from vqvae_lib.quantizers import VectorQuantizerEMA
+
+def worker(rank, out_dir):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=sys.argv[2])
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    torch.manual_seed(rank)                       # different data AND different k-means per rank
+    vq = VectorQuantizerEMA(8, 3, decay=0.5, kmeans_init=True, dead_code_steps=1).train()
+    counts = torch.zeros(8)
+    for step in range(3):
+        z = torch.randn(2, 3, 4, 4) + 3 * rank
+        out = vq(z)
+        counts += torch.bincount(out.codes.flatten(), minlength=8)
+    torch.save({k: v.clone() for k, v in vq.state_dict().items()}, f"{out_dir}/rank{rank}.pt")
+    dist.destroy_process_group()
+
+if __name__ == "__main__":
+    mp.spawn(worker, args=(sys.argv[1],), nprocs=2)
+'''
+
+
+def test_codebook_stays_identical_across_ddp_ranks(tmp_path):
+    """Two gloo processes with different data: EMA statistics are all-reduced and k-means /
+    restarted codes broadcast, so both ranks end with the same codebook and buffers."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = tmp_path / "ddp_vq.py"
+    script.write_text(_DDP_SCRIPT)
+    subprocess.run([sys.executable, str(script), str(tmp_path), str(port)], check=True,
+                   timeout=120)
+    r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    for k in r0:
+        assert torch.equal(r0[k], r1[k]), k
