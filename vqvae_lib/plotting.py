@@ -115,7 +115,7 @@ def _spread(n_total: int, k: int) -> np.ndarray:
     return np.unique(np.linspace(0, n_total - 1, min(k, n_total)).round().astype(int))
 
 
-def _varied(s, k: int) -> np.ndarray:
+def varied_slices(s, k: int) -> np.ndarray:
     """``k`` slices from evenly spread subjects, going from the lowest to the highest level."""
     ids = np.unique(s.subjects)
     picks = []
@@ -135,7 +135,7 @@ def split_grid(sets: dict, per_split: int = 6, cell: float = 1.7) -> Figure:
     fig, axes = plt.subplots(len(sets), per_split, figsize=(cell * per_split, (cell + 0.4) * len(sets)),
                              squeeze=False)
     for r, (name, s) in enumerate(sets.items()):
-        idx = _varied(s, per_split)
+        idx = varied_slices(s, per_split)
         for c, ax in enumerate(axes[r]):
             ax.set_xticks([])
             ax.set_yticks([])
