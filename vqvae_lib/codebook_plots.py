@@ -216,6 +216,9 @@ def code_view_figure(A: CodebookAnalysis, code: int, n_slices: int = 4,
         ax = fig.add_subplot(grid[0, j])
         if j >= len(slices):
             ax.axis("off")
+            if j == 0:
+                ax.text(0, 0.5, "never chosen on these slices:\nno locations, no patches",
+                        fontsize=10, va="center")
             continue
         i = int(slices[j])
         hit = (A.codes[i] == code).numpy().astype(float)
