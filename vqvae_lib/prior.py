@@ -198,27 +198,35 @@ class GatedPixelCNN(nn.Module):
         y = None if y is None else torch.as_tensor(y, device=device).reshape(-1).expand(n)
         biases = self._biases(y)
         codes = torch.zeros(n, h, w, dtype=torch.long, device=device)
-        was_training = self.training
+        was_training, threads = self.training, torch.get_num_threads()
         self.eval()
+        if device.type == "cpu":  # thousands of tiny steps: thread hand-offs cost more than they
+            torch.set_num_threads(1)  # save (and are ruinous when other jobs share the cores)
         rows = range(h)
         if progress:
             from tqdm.auto import tqdm
             rows = tqdm(rows, desc="sampling rows", leave=False)
-        for i in rows:
-            r0 = max(0, i - self.reach)
-            e_v = down_shift(self.embed_codes(codes[:, r0:i + 1]))  # (n, C, rows, w)
-            v_to_h = [vh[:, :, -1:] for vh in self.vertical_stack(e_v, biases)]  # (n, 2C, 1, w)
-            for j in range(w):
-                c0 = max(0, j - self.reach)
-                e_h = right_shift(self.embed_codes(codes[:, i:i + 1, c0:j + 1]))  # (n, C, 1, cols)
-                logits = self.horizontal_stack(e_h, [vh[..., c0:j + 1] for vh in v_to_h],
-                                               biases)[:, :, 0, -1]  # (n, K)
-                probs = F.softmax(logits / temps, dim=-1)
-                pick = torch.multinomial(probs, 1, generator=generator)[:, 0]  # (n,)
-                codes[:, i, j] = torch.where(greedy, logits.argmax(-1), pick)
-        self.train(was_training)
+        try:
+            for i in rows:
+                self._sample_row(codes, i, biases, temps, greedy, generator)
+        finally:
+            self.train(was_training)
+            torch.set_num_threads(threads)
         return codes  # (n, h, w)
 
+
+    def _sample_row(self, codes, i, biases, temps, greedy, generator) -> None:
+        """Fill row ``i`` of ``codes`` (n, h, w) in place, left to right."""
+        r0 = max(0, i - self.reach)  # rows above that can still influence row i
+        e_v = down_shift(self.embed_codes(codes[:, r0:i + 1]))  # (n, C, rows, w)
+        v_to_h = [vh[:, :, -1:] for vh in self.vertical_stack(e_v, biases)]  # (n, 2C, 1, w)
+        for j in range(codes.shape[2]):
+            c0 = max(0, j - self.reach)
+            e_h = right_shift(self.embed_codes(codes[:, i:i + 1, c0:j + 1]))  # (n, C, 1, cols)
+            logits = self.horizontal_stack(e_h, [vh[..., c0:j + 1] for vh in v_to_h],
+                                           biases)[:, :, 0, -1]  # (n, K)
+            pick = torch.multinomial(F.softmax(logits / temps, dim=-1), 1, generator=generator)
+            codes[:, i, j] = torch.where(greedy, logits.argmax(-1), pick[:, 0])
 
 def receptive_field(model: nn.Module, shape: tuple[int, int], cell: tuple[int, int],
                     channels: int | None = None, n_probes: int = 8) -> torch.Tensor:

@@ -44,6 +44,27 @@ def plot_image_grid(images, title: str | None = None, ncol: int = 8, labels=None
     return _save(fig, path)
 
 
+def plot_image_rows(rows, title: str | None = None, path=None):
+    """One row of images per ``(label, images (n, 1, H, W))`` pair, the label on the left."""
+    n = max(len(imgs) for _, imgs in rows)
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.5 * n + 1.2, 1.55 * len(rows) + 0.4),
+                             squeeze=False)
+    for r, (label, imgs) in enumerate(rows):
+        for j in range(n):
+            ax = axes[r, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j < len(imgs):
+                ax.imshow(_img(imgs[j]), cmap="gray", vmin=0, vmax=1)
+            else:
+                ax.axis("off")
+        axes[r, 0].set_ylabel(label, fontsize=9)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def save_image_grid(images, path, title: str | None = None, ncol: int = 8):
     """Write a grid of images to ``path`` (PNG) and close the figure."""
     fig = plot_image_grid(images, title, ncol=min(ncol, len(images)), path=path)

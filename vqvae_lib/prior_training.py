@@ -73,6 +73,19 @@ def split_codes(vqvae, checkpoint: Path, cfg: Config, split: str, data_dir=None,
     return {"codes": codes, "slice_index": blob["slice_index"]}
 
 
+@torch.no_grad()
+def start_at_unigram(prior: GatedPixelCNN, train_codes: torch.Tensor) -> None:
+    """Initialise the output layer so the untrained prior predicts the training code histogram.
+
+    Zero weights and log-frequency biases: training starts at the unigram baseline (instead of
+    several bits above it) and spends its steps on what only context can explain.
+    """
+    counts = torch.bincount(train_codes.reshape(-1), minlength=prior.num_codes).float() + 1.0
+    last = prior.head[-1]
+    last.weight.zero_()
+    last.bias.copy_((counts / counts.sum()).log())
+
+
 def slice_bins(slice_index: torch.Tensor, bins: int, lo: int, hi: int) -> torch.Tensor:
     """Position of each slice in the brain as one of ``bins`` classes (conditioning labels)."""
     frac = (slice_index.float() - lo) / max(hi - lo + 1, 1)
@@ -144,7 +157,9 @@ def train_prior(checkpoint, data_dir=None, run_dir=None, device=None, verbose: b
     labels = {s: slice_bins(c["slice_index"], bins, lo, hi) if bins else None for s, c in codes.items()}
     cond = {"bins": bins, "lo": lo, "hi": hi}
 
-    prior = build_prior(cfg, n_classes=bins).to(device)
+    prior = build_prior(cfg, n_classes=bins)
+    start_at_unigram(prior, train_codes)
+    prior.to(device)
     opt = torch.optim.Adam(prior.parameters(), lr=cfg.prior_lr)
     n, bs = len(train_codes), cfg.prior_batch_size
     steps_per_epoch = max(1, math.ceil(n / bs))
@@ -179,7 +194,7 @@ def train_prior(checkpoint, data_dir=None, run_dir=None, device=None, verbose: b
             torch.nn.utils.clip_grad_norm_(prior.parameters(), 1.0)
             opt.step()
             step += 1
-            running.append(float(loss))
+            running.append(loss.item())
             if step % 5 == 0 or b == steps_per_epoch - 1:
                 history["train"].append({"step": step, "bits": float(np.mean(running[-5:]))})
                 bar.set_postfix(bits=f"{history['train'][-1]['bits']:.3f}")
@@ -228,6 +243,41 @@ def load_prior(path, device="cpu") -> tuple[GatedPixelCNN, dict]:
     prior = GatedPixelCNN(**extra["hparams"])
     prior.load_state_dict(ckpt["model"])
     return prior.to(device).eval(), ckpt
+
+
+def find_vqvae_checkpoint(run_dir) -> Path:
+    """``<run_dir>/checkpoints/best.pt``, or a CheckpointError saying how to make it."""
+    path = Path(run_dir) / "checkpoints" / "best.pt"
+    if not path.is_file():
+        raise CheckpointError(
+            f"No trained VQ-VAE at {path}: the prior is fitted to its codes. Run "
+            f"notebooks/03_training.ipynb first with the same preset and run_dir (or "
+            f"`python -m vqvae_lib.train --preset {Path(run_dir).name}`).")
+    return path
+
+
+def train_or_load_prior(checkpoint, data_dir=None, run_dir=None, device=None, retrain: bool = True,
+                        verbose: bool = True, **overrides) -> PriorRun:
+    """Train the prior, or (``retrain=False``) reload ``<run_dir>/prior/best.pt`` if it exists and
+    was fitted to this same ``checkpoint``. Either way the result carries history and metrics."""
+    checkpoint = Path(checkpoint)
+    run_dir = Path(run_dir) if run_dir else checkpoint.resolve().parent.parent
+    best = run_dir / "prior" / "best.pt"
+    metrics_file = run_dir / "prior" / "metrics.json"
+    if not retrain and best.is_file() and metrics_file.is_file():
+        prior, ckpt = load_prior(best, device or "cpu")
+        if Path(ckpt["extra"]["vqvae_checkpoint"]).resolve() == checkpoint.resolve():
+            cfg = Config.from_dict(ckpt["config"])
+            vqvae, _, _ = load_model(checkpoint, device or "cpu")
+            codes = {s: split_codes(vqvae, checkpoint, cfg, s, data_dir, run_dir, device or "cpu")
+                     for s in ("train", "validate", "test")}
+            history = {"train": ckpt["extra"]["train_curve"], "val": ckpt["history"]}
+            if verbose:
+                print(f"loaded the prior from {best} (retrain_prior=True trains a new one)")
+            return PriorRun(prior, cfg, history, json.loads(metrics_file.read_text()), best, codes)
+        if verbose:
+            print(f"{best} was fitted to another VQ-VAE checkpoint: training a new prior")
+    return train_prior(checkpoint, data_dir, run_dir, device, verbose, **overrides)
 
 
 @torch.no_grad()
