@@ -334,36 +334,43 @@ def _pair(size) -> tuple[int, int]:
 
 
 def _decode_all(paths, size, kind: str, desc: str, verbose: bool):
-    """Decode ``paths`` (threads: PIL releases the GIL) -> (list of arrays, native shapes, notes)."""
+    """Decode ``paths`` with threads (PIL releases the GIL) -> (N, H, W) uint8, shapes, notes.
+
+    With a requested ``size`` every slice is written straight into one preallocated array
+    (no second copy of the split in memory); otherwise slices of an unusual size are resized
+    to the most common one.
+    """
     from tqdm.auto import tqdm
 
     from .session import quiet
 
-    def one(p):
+    out = np.empty((len(paths), *size), np.uint8) if size else [None] * len(paths)
+
+    def one(i):
+        p = paths[i]
         if kind == "mask":
-            m = read_mask(p)
-            return (resize_mask(m, size) if size else m), m.shape, None
-        with _open(p) as im:
-            a, note = _gray8(im, p)
-        return (resize_image(a, size) if size else a), a.shape, note
+            a, note = read_mask(p), None
+        else:
+            with _open(p) as im:
+                a, note = _gray8(im, p)
+        out[i] = resize_mask(a, size) if kind == "mask" and size else (
+            resize_image(a, size) if size else a)
+        return a.shape, note
 
     workers = min(4, os.cpu_count() or 1)
     with ThreadPoolExecutor(workers) as pool:
-        out = list(tqdm(pool.map(one, paths), total=len(paths), desc=desc, leave=False,
-                        disable=quiet() or not verbose, mininterval=1.0))
-    return [o[0] for o in out], [o[1] for o in out], [o[2] for o in out]
-
-
-def _stack(arrays, shapes, paths, size, kind: str) -> np.ndarray:
-    """Stack to (N, H, W); slices whose native size differs from the usual one are resized."""
+        res = list(tqdm(pool.map(one, range(len(paths))), total=len(paths), desc=desc,
+                        leave=False, disable=quiet() or not verbose, mininterval=1.0))
+    shapes, notes = [r[0] for r in res], [r[1] for r in res]
     usual = Counter(shapes).most_common(1)[0][0]
     odd = [p for p, s in zip(paths, shapes, strict=True) if s != usual]
     if odd and kind == "image":
         warnings.warn(f"data: {len(odd)} image(s) are not {usual[0]}x{usual[1]} like the rest, "
                       f"e.g. {odd[0]}; resized them.", DataWarning, stacklevel=4)
-    target = size or usual
-    resize = resize_mask if kind == "mask" else resize_image
-    return np.stack([a if a.shape == target else resize(a, target) for a in arrays])
+    if not size:
+        resize = resize_mask if kind == "mask" else resize_image
+        out = np.stack([a if a.shape == usual else resize(a, usual) for a in out])
+    return out, shapes, notes
 
 
 # ----------------------------------------------------------------------------------------
@@ -412,13 +419,12 @@ def _load_array(kind, split, root, paths, size, cache_dir, use_cache, verbose):
         cached = _cache_load(file, len(paths))
         if cached is not None:
             return cached, True, None
-    arrays, shapes, notes = _decode_all(paths, size, kind.rstrip("s"), f"decoding {split} {kind}",
-                                        verbose)
+    array, shapes, notes = _decode_all(paths, size, kind.rstrip("s"), f"decoding {split} {kind}",
+                                       verbose)
     converted = [(p, n) for p, n in zip(paths, notes, strict=True) if n]
     if converted:
         warnings.warn(f"data: converted {len(converted)} image(s) ({converted[0][1]}), e.g. "
                       f"{converted[0][0]}.", DataWarning, stacklevel=3)
-    array = _stack(arrays, shapes, paths, size, kind.rstrip("s"))
     if file is not None:
         _cache_save(file, array)
     return array, False, shapes

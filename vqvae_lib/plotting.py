@@ -203,7 +203,8 @@ def slices_per_subject(sets: dict) -> Figure:
         x0 += len(ids)
     counts = np.concatenate([np.unique(s.subjects, return_counts=True)[1] for s in sets.values()])
     a.set(xlabel="subject (grouped by split)", ylabel="slices",
-          title=f"Slices per subject: {counts.min()} to {counts.max()}")
+          title=f"Slices per subject: {counts.min()} to {counts.max()}" if counts.min() != counts.max()
+          else f"Slices per subject: all {counts.min()}")
     a.legend(loc="lower right", fontsize=8)
     train = sets.get("train", next(iter(sets.values())))
     area = (train.masks > 0) if train.masks is not None else (train.images > 12)
