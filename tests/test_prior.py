@@ -11,6 +11,17 @@ from vqvae_lib.prior_plots import receptive_field_map
 from vqvae_lib.prior_training import baseline_bits, load_prior, nearest_neighbours, slice_bins
 
 SHAPE = (6, 7)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These models are tiny: one thread avoids hand-off overhead on small, shared CPUs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 CELLS = [(0, 0), (0, 1), (0, 6), (1, 0), (1, 6), (3, 3), (5, 0), (5, 6)]
 
 
@@ -149,3 +160,61 @@ def test_load_prior_explains_wrong_files(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError):
         load_prior(bad)
+
+
+# ---- the whole pipeline on a tiny data set and an untrained VQ-VAE --------------------------
+@pytest.fixture
+def tiny_run(tmp_path, monkeypatch):
+    from data_fixtures import make_oasis
+
+    import vqvae_lib.paths
+    from vqvae_lib.checkpoint import save_checkpoint
+    from vqvae_lib.config import get_config
+    from vqvae_lib.model import build_model
+
+    monkeypatch.setattr(vqvae_lib.paths, "default_cache_dir", lambda: tmp_path / "cache")
+    data = make_oasis(tmp_path / "data", slices=4, size=32)
+    cfg = get_config("smoke", image_size=32, kmeans_init=False)  # 8x8 codes, K = 32
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt", model=build_model(cfg), cfg=cfg)
+    return ckpt, data, tmp_path / "run"
+
+
+def test_train_prior_writes_checkpoints_and_reloads(tiny_run):
+    from vqvae_lib.prior_training import train_or_load_prior, train_prior
+
+    ckpt, data, run_dir = tiny_run
+    run = train_prior(ckpt, data, device="cpu", verbose=False, prior_epochs=2, prior_channels=8,
+                      prior_layers=2)
+    for name in ("best.pt", "last.pt", "history.json", "metrics.json", "codes_train.pt", "codes_test.pt"):
+        assert (run_dir / "prior" / name).is_file(), name
+    assert len(run.history["val"]) == 2 and run.history["train"]
+    m = run.metrics
+    assert math.isfinite(m["test_bits"]) and m["uniform"] == pytest.approx(5.0)
+    assert run.codes["train"]["codes"].shape == (16, 8, 8)  # 4 subjects x 4 slices
+    prior, saved = load_prior(run_dir / "prior" / "best.pt")
+    assert saved["extra"]["latent_shape"] == [8, 8]
+    assert prior.sample(3, (8, 8)).shape == (3, 8, 8)
+    again = train_or_load_prior(ckpt, data, retrain=False, verbose=False)  # reloads, no training
+    assert again.metrics == pytest.approx(m) and again.history["val"] == run.history["val"]
+    with pytest.raises(CheckpointError, match="not a prior checkpoint"):
+        load_prior(ckpt)
+
+
+def test_cli_trains_a_conditional_prior_and_samples_a_png(tiny_run):
+    from vqvae_lib.prior_training import find_vqvae_checkpoint, main
+
+    ckpt, data, run_dir = tiny_run
+    main(["train", "--checkpoint", str(ckpt), "--data-dir", str(data), "--device", "cpu",
+          "--prior_epochs", "1", "--prior-channels", "8", "--prior_layers", "2",
+          "--prior_cond_bins", "2"])
+    prior, saved = load_prior(run_dir / "prior" / "best.pt")
+    assert prior.n_classes == 2 and saved["extra"]["cond"]["bins"] == 2
+    out = run_dir / "figures" / "samples.png"
+    main(["sample", "--prior", str(run_dir / "prior" / "best.pt"), "-n", "4", "--label", "1",
+          "--temperature", "0.7", "--out", str(out), "--device", "cpu"])
+    assert out.is_file() and out.stat().st_size > 1000
+    with pytest.raises(SystemExit):
+        main(["train", "--checkpoint", str(ckpt), "--no_such_field", "1"])
+    with pytest.raises(CheckpointError, match="03_training"):
+        find_vqvae_checkpoint(run_dir.parent / "empty")
