@@ -491,6 +491,29 @@ class Trainer:
             self.planned_epochs = int(t.item())
 
 
+def describe(cfg: Config, device=None) -> str:
+    """A few lines on what a run of ``cfg`` will do and how long it may take."""
+    device = torch.device(device) if device is not None else pick_device(cfg.device)
+    amp = "off"
+    if device.type == "cuda" and cfg.amp:
+        amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16 + gradient scaler"
+    budget = f"at most {cfg.max_minutes:g} min (cosine fitted to it)" if cfg.max_minutes > 0 else "none"
+    return "\n".join([
+        f"preset {cfg.preset!r} on {device}: {cfg.image_size}x{cfg.image_size} images, batch {cfg.batch_size}, "
+        f"up to {cfg.epochs} epochs",
+        f"time budget: {budget}",
+        f"optimiser: {'AdamW' if cfg.weight_decay > 0 else 'Adam'}{' (amsgrad)' if cfg.amsgrad else ''} "
+        f"lr {cfg.lr:g}, {cfg.scheduler} schedule, warm-up {cfg.warmup_steps} steps, "
+        f"grad clip {cfg.grad_clip or 'off'}",
+        f"model: width {cfg.hidden_channels}, {cfg.n_res_blocks} res blocks, downsample {cfg.downsample}, "
+        f"K={cfg.codebook_size}, D={cfg.code_dim}, {cfg.quantizer} quantizer"
+        f"{', k-means init' if cfg.kmeans_init else ''}"
+        f"{f', dead-code restart after {cfg.dead_code_steps} steps' if cfg.dead_code_steps else ''}",
+        f"mixed precision: {amp} | channels_last: {cfg.channels_last and device.type == 'cuda'} | "
+        f"torch.compile: {cfg.compile} | CPU threads: {torch.get_num_threads()}",
+    ])
+
+
 def train(cfg: Config, data_dir=None, run_dir=None, resume: bool = False, device=None,
           verbose: bool = True, **trainer_kwargs) -> TrainResult:
     """Train a VQ-VAE as configured; see the module docstring. Returns a :class:`TrainResult`."""

@@ -100,16 +100,15 @@ def augment_batch(x: torch.Tensor, gen: torch.Generator, max_shift: int = 4) -> 
 
 
 def decode_pngs(paths: list[str], size: int) -> np.ndarray:
-    """Decode PNGs to (N, size, size) uint8 -- what the reference's Dataset does every epoch."""
-    from PIL import Image
+    """Decode PNGs to (N, size, size) uint8 -- what the reference's Dataset does every epoch.
+
+    Uses :func:`vqvae_lib.data.read_image`, so the pixels equal those of the cache.
+    """
+    from .data import read_image
 
     out = np.empty((len(paths), size, size), dtype=np.uint8)
     for i, p in enumerate(paths):
-        with Image.open(p) as im:
-            im = im.convert("L")
-            if im.size != (size, size):
-                im = im.resize((size, size), Image.BILINEAR)
-            out[i] = np.asarray(im)
+        out[i] = read_image(p, size)
     return out
 
 

@@ -154,3 +154,10 @@ def save_training_figures(history: list[dict], cfg, run_dir) -> dict[str, Path]:
         fig.savefig(out[name], dpi=110)
         plt.close(fig)
     return out
+
+
+def save_figure(fig, run_dir, name: str) -> Path:
+    """Save ``fig`` as ``<run_dir>/figures/<name>.png`` (notebook figures, for readers)."""
+    path = figure_dir(run_dir) / f"{name}.png"
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return path
