@@ -138,7 +138,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         image_size=256, hidden_channels=128, res_channels=64, n_res_blocks=2, downsample=4,
         codebook_size=512, code_dim=64, quantizer="ema", kmeans_init=True,
         dead_code_steps=100, batch_size=64, lr=2e-3, epochs=40, warmup_steps=200,
-        prior_channels=128, prior_layers=12, prior_epochs=40,
+        prior_channels=128, prior_layers=12, prior_epochs=40, prior_lr=1e-3,
     ),
     # Our recipe on a 2-core laptop CPU.
     "cpu": dict(
@@ -146,7 +146,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         codebook_size=512, code_dim=64, quantizer="ema", kmeans_init=True,
         dead_code_steps=100, batch_size=32, lr=2e-3, epochs=20, max_minutes=9.0,
         warmup_steps=100, prior_channels=64, prior_layers=8, prior_epochs=10,
-        prior_max_minutes=4.5,
+        prior_max_minutes=4.5, prior_lr=1e-3,
     ),
     # Seconds: tests and CI.
     "smoke": dict(
@@ -154,7 +154,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         codebook_size=32, code_dim=8, quantizer="ema", kmeans_init=True,
         dead_code_steps=20, batch_size=16, lr=2e-3, epochs=2, warmup_steps=5,
         max_train_images=256, max_eval_images=64,
-        prior_channels=16, prior_layers=3, prior_epochs=2, prior_batch_size=32,
+        prior_channels=16, prior_layers=3, prior_epochs=2, prior_batch_size=32, prior_lr=3e-3,
     ),
 }
 
