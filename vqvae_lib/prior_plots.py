@@ -121,17 +121,20 @@ def plot_receptive_fields(shape=(9, 11), cell=(6, 5), n_layers: int = 4, path=No
 
 def plot_prior_training(history: dict, metrics: dict | None = None, path=None):
     """Training NLL (every few steps) and validation NLL (every epoch), in bits per latent cell,
-    with the context-free baselines as dashed lines."""
+    with the unigram baseline dashed and the best checkpoint's test NLL as a star."""
     fig, ax = plt.subplots(figsize=(7, 4))
     tr = history["train"]
     ax.plot([h["step"] for h in tr], [h["bits"] for h in tr], lw=1, label="train (running mean)")
     va = history["val"]
     ax.plot([h["step"] for h in va], [h["val_bits"] for h in va], "o-", label="validation")
     if metrics:
-        ax.axhline(metrics["uniform"], ls="--", c="grey", lw=1)
-        ax.text(0, metrics["uniform"], " uniform log2 K", va="bottom", fontsize=8, color="grey")
-        ax.axhline(metrics["unigram_test"], ls="--", c="tab:orange", lw=1)
-        ax.text(0, metrics["unigram_test"], " unigram", va="bottom", fontsize=8, color="tab:orange")
+        where = ax.get_yaxis_transform()  # x in axes fraction, y in data units
+        for key, label, colour in (("unigram_test", "unigram baseline (code histogram), test", "tab:red"),):
+            ax.axhline(metrics[key], ls="--", c=colour, lw=1)
+            ax.text(0.01, metrics[key], label, transform=where, va="bottom", fontsize=8, color=colour)
+        best = min(va, key=lambda h: h["val_bits"])
+        ax.plot([best["step"]], [metrics["test_bits"]], "*", ms=12, c="tab:green",
+                label=f"test (best checkpoint): {metrics['test_bits']:.3f}")
     ax.set_xlabel("optimisation step")
     ax.set_ylabel("NLL (bits per latent cell)")
     ax.set_title("PixelCNN prior: negative log-likelihood of code grids")

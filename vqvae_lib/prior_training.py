@@ -18,14 +18,14 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .checkpoint import load_checkpoint, load_model, save_checkpoint
-from .config import Config
+from .config import PRESETS, Config, get_config
 from .errors import CheckpointError
 from .metrics import code_entropy
 from .prior import GatedPixelCNN, build_prior
@@ -131,18 +131,28 @@ def _save(path, prior, cfg, opt, history, epoch, step, best, extra):
                            "train_curve": history["train"]})
 
 
+def prior_fields(preset: str) -> dict:
+    """The ``prior_*`` fields of a preset as it is defined *now* (a VQ-VAE checkpoint stores the
+    config it was trained with; the prior's settings should follow the current preset)."""
+    if preset not in PRESETS:
+        return {}
+    cfg = get_config(preset)
+    return {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name.startswith("prior_")}
+
+
 def train_prior(checkpoint, data_dir=None, run_dir=None, device=None, verbose: bool = True,
                 **overrides) -> PriorRun:
     """Train the prior on the codes of ``checkpoint`` (a VQ-VAE best.pt); writes ``prior/``.
 
     Hyper-parameters: ``prior_channels``, ``prior_layers``, ``prior_epochs``, ``prior_lr``,
     ``prior_batch_size``, ``prior_max_minutes`` and ``prior_cond_bins`` (0 = unconditional),
-    taken from the checkpoint's config unless given in ``overrides``. The learning rate follows a
+    taken from the current definition of the checkpoint's preset unless given in ``overrides``
+    (everything else, e.g. image size and caps, from the checkpoint). The learning rate follows a
     cosine from ``prior_lr`` to 0 over the run, whichever of epochs or minutes ends it first.
     """
     checkpoint = Path(checkpoint)
     vqvae, cfg, _ = load_model(checkpoint, device="cpu")
-    cfg = cfg.replace(**overrides) if overrides else cfg
+    cfg = cfg.replace(**{**prior_fields(cfg.preset), **overrides})
     device = torch.device(device) if device else pick_device(cfg.device)
     run_dir = Path(run_dir) if run_dir else checkpoint.resolve().parent.parent
     out = run_dir / "prior"
