@@ -158,6 +158,8 @@ def train_prior(checkpoint, data_dir=None, run_dir=None, device=None, verbose: b
     out = run_dir / "prior"
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
+    if cfg.num_threads > 0:
+        torch.set_num_threads(cfg.num_threads)
     vqvae.to(device)
     codes = {s: split_codes(vqvae, checkpoint, cfg, s, data_dir, run_dir, device)
              for s in ("train", "validate", "test")}
