@@ -228,3 +228,18 @@ def test_same_budget_experiment_logs_every_variant():
         assert 0 < r.val_used <= cfg.codebook_size and r.val_counts.sum() == 3 * 8 * 8
         assert -1 <= r.val_ssim <= 1 and all(1 <= u <= 4 * 64 for u in r.used_codes)
     assert experiment_figure(runs, cfg.codebook_size).axes
+
+
+def test_analyse_slices_spreads_over_the_split_and_names_slices(tmp_path):
+    from vqvae_lib.data import SliceSet
+
+    A6 = _toy_analysis()
+    images = (A6.images[:, 0].numpy() * 255).round().astype(np.uint8)   # (6, 16, 16)
+    slices = SliceSet(images=images, masks=A6.masks, subjects=np.array(["001"] * 3 + ["002"] * 3),
+                      slice_index=np.array([0, 1, 2, 0, 1, 2]), paths=[""] * 6, split="validate",
+                      source="custom", root=tmp_path)
+    A = cb.analyse_slices(ToyVQ(K=4, f=4), slices, max_slices=3)
+    assert A.slice_ids.tolist() == [0, 2, 5] and len(A.codes) == 3
+    assert torch.equal(A.codes, A6.codes[[0, 2, 5]])
+    assert A.title(2) == "#2 (subject 002, slice 2)"
+    assert len(cb.analyse_slices(ToyVQ(K=4, f=4), slices).codes) == 6     # 0 = all slices

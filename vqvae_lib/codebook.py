@@ -322,6 +322,7 @@ class CodebookAnalysis:
     codebook: torch.Tensor        # (K, D)
     downsample: int
     slice_ids: np.ndarray | None = None   # positions of these slices in their split
+    slice_names: list[str] | None = None  # e.g. "subject 012, slice 7"
 
     @property
     def codebook_size(self) -> int:
@@ -330,6 +331,10 @@ class CodebookAnalysis:
     @property
     def latent_size(self) -> int:
         return self.codes.shape[-1]
+
+    def title(self, index: int) -> str:
+        """How figures name slice ``index``: its position here, and its subject and slice."""
+        return f"#{index}" + (f" ({self.slice_names[index]})" if self.slice_names else "")
 
     def decoded(self, code: int) -> np.ndarray:
         """(H, W) decoding of a latent map filled with ``code`` (cached)."""
@@ -360,9 +365,11 @@ def analyse_slices(model, slices, max_slices: int = 0, batch_size: int = 64) -> 
     n = len(slices.images)
     ids = np.arange(n) if not max_slices or max_slices >= n else \
         np.linspace(0, n - 1, max_slices).round().astype(int)
-    masks = None if slices.masks is None else slices.masks[ids]
-    A = analyse_codebook(model, slices.tensors()[ids], masks, batch_size)
+    sub = slices.subset(ids)
+    A = analyse_codebook(model, sub.tensors(), sub.masks, batch_size)
     A.slice_ids = ids
+    A.slice_names = [f"subject {s}, slice {z}" for s, z in zip(sub.subjects, sub.slice_index,
+                                                                strict=True)]
     return A
 
 

@@ -173,8 +173,8 @@ def draw_slice_view(axes, A: CodebookAnalysis, index: int, cmap=None) -> None:
     cmap = cmap or code_colormap(A.codebook_size)
     n_codes = len(np.unique(codes.numpy()))
     p = float(psnr(rec[None, None], img[None, None]))
-    _show_image(axes[0], img, f"slice {index}")
-    _show_image(axes[1], rec, f"reconstruction ({p:.1f} dB)")
+    _show_image(axes[0], img, A.title(index))
+    _show_image(axes[1], rec, f"reconstruction ({p:.1f} dB PSNR)")
     _show_image(axes[2], codes, f"code map {tuple(codes.shape)}: {n_codes} codes",
                 cmap=cmap, vmin=-0.5, vmax=A.codebook_size - 0.5)
 
@@ -207,9 +207,10 @@ def code_view_figure(A: CodebookAnalysis, code: int, n_slices: int = 4,
     u = A.usage
     rank = int(np.flatnonzero(u.order == code)[0]) + 1
     share = u.counts[code] / max(u.counts.sum(), 1)
-    fig.suptitle(f"code {code}: used in {u.counts[code]} cells ({100 * share:.2f}%), "
-                 f"rank {rank} of {u.codebook_size}" + (" - a dead code" if not u.counts[code]
-                                                         else ""), fontsize=11)
+    n = int(u.counts[code])
+    usage = f"used in {n} cell{'s' if n != 1 else ''} ({100 * share:.2f}%), rank {rank}" \
+        if n else "never used: a dead code"
+    fig.suptitle(f"code {code} of {u.codebook_size}: {usage}", fontsize=11)
     slices = slices_with_code(A, code, n_slices)
     f = A.downsample
     for j in range(n_slices):
@@ -224,7 +225,8 @@ def code_view_figure(A: CodebookAnalysis, code: int, n_slices: int = 4,
         hit = (A.codes[i] == code).numpy().astype(float)
         overlay = np.zeros((*hit.shape, 4))
         overlay[..., 0], overlay[..., 3] = 1.0, 0.55 * hit
-        _show_image(ax, A.images[i, 0], f"slice {i}: {int(hit.sum())} cells")
+        n_hit = int(hit.sum())
+        _show_image(ax, A.images[i, 0], f"#{i}: {n_hit} cell{'s' if n_hit > 1 else ''}")
         H = A.images.shape[-1]
         ax.imshow(overlay, extent=(-0.5, H - 0.5, H - 0.5, -0.5), interpolation="nearest")
     ax_t = fig.add_subplot(grid[1, :2])
@@ -249,7 +251,7 @@ def code_view_figure(A: CodebookAnalysis, code: int, n_slices: int = 4,
     for j in range(n_patches):
         ax = fig.add_subplot(sub[0, j])
         if j < len(patches):
-            _show_image(ax, patches[j], f"s{locs[j][0]} ({locs[j][1]},{locs[j][2]})")
+            _show_image(ax, patches[j], f"#{locs[j][0]} ({locs[j][1]},{locs[j][2]})")
             c = patches.shape[-1] / 2 - 0.5
             ax.add_patch(_square(c, f))
         else:
@@ -270,7 +272,7 @@ def swap_view_figure(A: CodebookAnalysis, index: int, code_a: int, code_b: int) 
     fig = Figure(figsize=(11, 3.2), layout="constrained")
     axes = fig.subplots(1, 4)
     H = before.shape[-1]
-    _show_image(axes[0], A.images[index, 0], f"slice {index}")
+    _show_image(axes[0], A.images[index, 0], A.title(index))
     _show_image(axes[1], before, "decoded code map")
     _show_image(axes[2], after, f"code {code_a} -> {code_b} ({int(changed.sum())} cells)")
     diff = np.abs(after - before)
