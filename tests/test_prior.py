@@ -218,3 +218,17 @@ def test_cli_trains_a_conditional_prior_and_samples_a_png(tiny_run):
         main(["train", "--checkpoint", str(ckpt), "--no_such_field", "1"])
     with pytest.raises(CheckpointError, match="03_training"):
         find_vqvae_checkpoint(run_dir.parent / "empty")
+
+
+def test_novelty_of_training_slices_is_zero():
+    from vqvae_lib.config import get_config
+    from vqvae_lib.model import build_model
+    from vqvae_lib.prior_training import extract_codes, novelty
+
+    torch.manual_seed(0)
+    vqvae = build_model(get_config("smoke", image_size=32)).eval()
+    train = torch.rand(12, 1, 32, 32)
+    queries = train[[2, 9]]
+    nov = novelty(vqvae, queries, extract_codes(vqvae, queries, "cpu"), train)
+    assert nov["index"].tolist() == [2, 9]
+    assert torch.allclose(nov["shared"], torch.ones(2)) and (nov["mse"] < 1e-6).all()

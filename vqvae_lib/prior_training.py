@@ -314,6 +314,21 @@ def nearest_neighbours(queries: torch.Tensor, references: torch.Tensor, chunk: i
     return best_i, best_d.clamp_min(0)
 
 
+def novelty(vqvae, images: torch.Tensor, codes: torch.Tensor, train_images: torch.Tensor,
+            device="cpu") -> dict[str, torch.Tensor]:
+    """How far each image (N, 1, H, W) with codes (N, h, w) is from the training split.
+
+    ``index``/``mse``: its nearest training slice by pixel MSE; ``shared``: the fraction of latent
+    cells whose code equals that neighbour's. Run it on real test slices too: they are new by
+    construction, so their numbers say what "not a copy" looks like (background codes alone make
+    any two slices share a good part of their grid).
+    """
+    index, mse = nearest_neighbours(images, train_images)
+    nn_codes = extract_codes(vqvae, train_images[index], device)
+    shared = (nn_codes == codes.cpu()).float().flatten(1).mean(1)
+    return {"index": index, "mse": mse, "shared": shared}
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m vqvae_lib.prior", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
