@@ -95,6 +95,11 @@ def test_loader_reads_it_as_demo(tiny, tmp_path):
 def test_existing_demo_is_kept_and_foreign_folder_refused(tiny, tmp_path):
     stamp = (tiny / demo.MANIFEST).stat().st_mtime_ns
     assert demo.ensure_demo(tiny) == tiny and (tiny / demo.MANIFEST).stat().st_mtime_ns == stamp
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / demo.MANIFEST).write_text(json.dumps({"version": demo.GENERATOR_VERSION - 1}))
+    demo.ensure_demo(old, subjects=3, slices=1, verbose=False)             # outdated -> rebuilt
+    assert json.loads((old / demo.MANIFEST).read_text())["version"] == demo.GENERATOR_VERSION
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("my files")

@@ -57,7 +57,10 @@ SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 IMAGE_SIZE = 256                    # pixels; 1 pixel ~ 1 mm, like the OASIS slices
 Z_RANGE_MM = (-6.0, 44.0)           # axial levels in MNI space: ventricles -> upper brain
 MANIFEST = "demo_manifest.json"
-GENERATOR_VERSION = 1
+ATROPHY_MAX = 0.35                  # tissue thinned at CSF borders for the oldest "age"
+CSF_WEIGHT = 3.0                    # CSF wins a pixel at a third of the probability of a tissue
+SHARPEN = 2.0                       # tissue fractions ** SHARPEN: crisper boundaries
+GENERATOR_VERSION = 2                # bump when the images change: older sets are rebuilt
 
 
 def default_out_dir() -> Path:
@@ -176,13 +179,18 @@ def make_subject(seed: int, subject: int, n_slices: int = 24, size: int = IMAGE_
 
     # atrophy: thin the tissue where it meets CSF (partial-volume voxels), widening sulci
     tissue = gm + wm
-    a = 0.25 * age
+    a = ATROPHY_MAX * age
     keep = np.clip((tissue - a) / (1 - a), 0, 1) / np.maximum(tissue, 1e-6)
     gm_a, wm_a = gm * keep, wm * keep
     csf_a = np.clip(brain - gm_a - wm_a, 0, 1)
 
     # ---- masks: background outside the brain, else the most likely tissue --------------
-    label = np.argmax(np.stack([csf_a, gm_a, wm_a]), 0) + 1                    # (S, H, H) 1..3
+    # The template is an average of 152 brains, so its sulci are blurred into partial CSF;
+    # weighting CSF (and sharpening the fractions below) brings the thin sulci back, as in an
+    # individual's segmentation.
+    p3 = np.stack([CSF_WEIGHT * csf_a, gm_a, wm_a]) ** SHARPEN                  # (3, S, H, H)
+    frac = p3 / np.maximum(p3.sum(0), 1e-6)
+    label = np.argmax(p3, 0) + 1                                                 # (S, H, H) 1..3
     label[brain < 0.5] = 0
     masks = (label * 85).astype(np.uint8)
 
@@ -192,7 +200,7 @@ def make_subject(seed: int, subject: int, n_slices: int = 24, size: int = IMAGE_
     mix = lambda c, g_, w_: c * lv[0] + g_ * lv[1] + w_ * lv[2]  # noqa: E731
     tmpl = np.interp(t1, [0.0, *t1_levels, 1.0], [0.0, *lv, lv[2] * 1.15]).astype(np.float32)
     texture = tmpl - mix(np.clip(brain - tissue, 0, 1), gm, wm)  # what tissue maps miss
-    inside = mix(csf_a, gm_a, wm_a) + 0.7 * texture
+    inside = (brain > 0.02) * mix(*frac) + 0.7 * texture
 
     # scalp rim outside the brain: thin dark CSF/bone gap, bright fat, fading; patchy like
     # the partly removed skull of OASIS
@@ -275,9 +283,17 @@ def generate(out: str | os.PathLike | None = None, subjects: int = 100, slices: 
 
     out = Path(out) if out else default_out_dir()
     if (out / MANIFEST).is_file() and not force:
+        made = json.loads((out / MANIFEST).read_text())
+        if made.get("version") == GENERATOR_VERSION:
+            if verbose:
+                print(f"demo data already present in {out}: {made.get('subjects')} subjects x "
+                      f"{made.get('slices_per_subject')} slices, seed {made.get('seed')} "
+                      "(use --force to rebuild)")
+            return out
         if verbose:
-            print(f"demo data already present in {out} (use --force to rebuild)")
-        return out
+            print(f"demo data in {out} was made by an older generator "
+                  f"(v{made.get('version')} < v{GENERATOR_VERSION}); rebuilding")
+        force = True
     if out.exists() and not force and any(out.iterdir()):
         from .errors import DataError
 
@@ -342,10 +358,7 @@ def generate(out: str | os.PathLike | None = None, subjects: int = 100, slices: 
 
 def ensure_demo(out: str | os.PathLike | None = None, **kwargs) -> Path:
     """Build the demo data set if it is missing (what ``make data`` does); return its path."""
-    out = Path(out) if out else default_out_dir()
-    if (out / MANIFEST).is_file():
-        return out
-    return generate(out, **kwargs)
+    return generate(out, **kwargs)                 # keeps a current set, rebuilds an old one
 
 
 def main(argv=None) -> int:
