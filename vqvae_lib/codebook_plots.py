@@ -69,8 +69,7 @@ def usage_figure(A: CodebookAnalysis) -> Figure:
     fig = Figure(figsize=(11, 3.6), layout="constrained")
     ax1, ax2 = fig.subplots(1, 2, width_ratios=[1.4, 1])
     counts = u.counts[u.order]
-    ax1.bar(np.arange(K), np.maximum(counts, 0.8), width=1.0, color="#4c72b0",
-            log=True, bottom=0.8)
+    ax1.bar(np.arange(u.used), counts[:u.used], width=1.0, color="#4c72b0", log=True)
     if len(u.dead):
         ax1.axvspan(u.used - 0.5, K - 0.5, color="#d62728", alpha=0.12,
                     label=f"{len(u.dead)} dead code{'s' if len(u.dead) > 1 else ''}")
