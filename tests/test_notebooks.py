@@ -42,6 +42,8 @@ def test_runner_names_the_failing_notebook_and_cell(tmp_path):
     nb = nbformat.v4.new_notebook()
     params = nbformat.v4.new_code_cell('preset = "smoke"\ndata_dir = None\nrun_dir = None\nseed = 0')
     params.metadata["tags"] = ["parameters"]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
     nb.cells = [params, nbformat.v4.new_code_cell("x = 1"),
                 nbformat.v4.new_code_cell("raise ValueError('broken on purpose')")]
     path = tmp_path / "99_broken.ipynb"

@@ -36,7 +36,9 @@ def _failing_cell(executed: Path) -> tuple[int | None, str]:
         nb = json.loads(executed.read_text())
     except Exception:
         return None, ""
-    code_cells = [c for c in nb.get("cells", []) if c.get("cell_type") == "code"]
+    # count code cells as the author sees them: skip the cell papermill injects
+    code_cells = [c for c in nb.get("cells", []) if c.get("cell_type") == "code"
+                  and "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
     for i, cell in enumerate(code_cells):
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error":
