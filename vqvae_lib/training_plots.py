@@ -47,7 +47,7 @@ def plot_losses(history: list[dict], axes=None):
         if all(v > 0 for v in vals):
             ax.set_yscale("log")
         elif not any(vals):
-            ax.text(0.5, 0.5, "0: EMA codebook\n(updated by moving averages)", ha="center",
+            ax.text(0.5, 0.75, "0: EMA codebook\n(updated by moving averages)", ha="center",
                     va="center", transform=ax.transAxes, color="0.4")
         _style(ax, title)
     return axes[0].figure
