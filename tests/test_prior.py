@@ -35,6 +35,7 @@ def _later_or_same(shape, cell):
     dict(n_layers=1, first_kernel=3),
     dict(n_layers=3, first_kernel=5),
     dict(n_layers=2, first_kernel=3, n_classes=3),
+    dict(n_layers=2, first_kernel=3, grid_size=SHAPE),
 ])
 def test_gated_prior_never_sees_current_or_future_cells(kwargs):
     torch.manual_seed(0)
@@ -82,9 +83,13 @@ def test_plain_stack_is_causal_but_has_a_blind_spot_the_gated_one_lacks():
     assert (gated == 2).sum() == 0, "vertical + horizontal stacks should see all earlier cells in reach"
 
 
-def test_sampling_returns_valid_codes_and_matches_the_full_forward():
+@pytest.mark.parametrize("grid_size", [None, SHAPE], ids=["no-position", "position"])
+def test_sampling_returns_valid_codes_and_matches_the_full_forward(grid_size):
     torch.manual_seed(0)
-    model = GatedPixelCNN(num_codes=7, channels=8, n_layers=2, first_kernel=3)  # reach 3 < grid
+    model = GatedPixelCNN(num_codes=7, channels=8, n_layers=2, first_kernel=3,  # reach 3 < grid
+                          grid_size=grid_size)
+    if grid_size is not None:  # a non-trivial position embedding, so window offsets matter
+        torch.nn.init.normal_(model.position)
     codes = model.sample(5, SHAPE, temperature=1.0)
     assert codes.shape == (5, *SHAPE) and codes.dtype == torch.long
     assert codes.min() >= 0 and codes.max() < 7
@@ -98,6 +103,9 @@ def test_sampling_returns_valid_codes_and_matches_the_full_forward():
     assert torch.equal(greedy, naive)
     with pytest.raises(ValueError):
         model.sample(4, SHAPE, temperature=[1.0, 0.5])
+    if grid_size is not None:
+        with pytest.raises(ValueError, match="built for"):
+            model.sample(2, (4, 4))
 
 
 def test_sampling_is_reproducible_with_a_generator_and_per_sample_temperature():

@@ -123,15 +123,25 @@ class GatedPixelCNN(nn.Module):
     ``forward(codes, y=None)`` returns logits ``(B, K, h, w)``: the logits at (i, j) depend only
     on cells before (i, j) in raster order (and on the optional class label ``y``, shape (B,)).
     The first layer uses a larger kernel (``first_kernel``) to grow the receptive field quickly.
+
+    ``grid_size=(h, w)`` adds a learned **position embedding** to every cell's input. Convolutions
+    are translation-equivariant and see only ``reach`` cells back, so without it the network
+    cannot tell the middle of the head from its edge -- and samples become brain texture that
+    fills the whole grid. Positions are fixed, not data, so causality is unaffected.
     """
 
     def __init__(self, num_codes: int, channels: int = 64, n_layers: int = 8,
-                 kernel_size: int = 3, first_kernel: int = 5, n_classes: int = 0):
+                 kernel_size: int = 3, first_kernel: int = 5, n_classes: int = 0,
+                 grid_size: tuple[int, int] | None = None):
         super().__init__()
         self.hparams = dict(num_codes=num_codes, channels=channels, n_layers=n_layers,
-                            kernel_size=kernel_size, first_kernel=first_kernel, n_classes=n_classes)
+                            kernel_size=kernel_size, first_kernel=first_kernel, n_classes=n_classes,
+                            grid_size=None if grid_size is None else list(grid_size))
         self.num_codes, self.n_classes = num_codes, n_classes
+        self.grid_size = None if grid_size is None else tuple(grid_size)
         self.embed = nn.Embedding(num_codes, channels)
+        self.position = (nn.Parameter(torch.zeros(channels, *grid_size)) if grid_size is not None
+                         else None)  # (C, h, w)
         kernels = [first_kernel] + [kernel_size] * (n_layers - 1)
         self.layers = nn.ModuleList(GatedLayer(channels, k, n_classes) for k in kernels)
         self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, channels, 1), nn.ReLU(),
@@ -140,8 +150,13 @@ class GatedPixelCNN(nn.Module):
         self.reach = sum(k // 2 for k in kernels) + 1
 
     # -- the two stacks ----------------------------------------------------------------
-    def embed_codes(self, codes: torch.Tensor) -> torch.Tensor:
-        return self.embed(codes).permute(0, 3, 1, 2)  # (B, h, w) -> (B, C, h, w)
+    def embed_codes(self, codes: torch.Tensor, row: int = 0, col: int = 0) -> torch.Tensor:
+        """(B, h, w) codes -> (B, C, h, w), plus the position embedding of the window whose
+        top-left cell is (``row``, ``col``) in the full grid."""
+        e = self.embed(codes).permute(0, 3, 1, 2)  # (B, C, h, w)
+        if self.position is None:
+            return e
+        return e + self.position[:, row:row + codes.shape[1], col:col + codes.shape[2]]
 
     def _biases(self, y):
         return [layer.cond_bias(y) for layer in self.layers]
@@ -167,7 +182,13 @@ class GatedPixelCNN(nn.Module):
         return self.horizontal_stack(right_shift(e), self.vertical_stack(down_shift(e), biases),
                                      biases)
 
+    def _check_shape(self, shape) -> None:
+        if self.grid_size is not None and tuple(shape) != self.grid_size:
+            raise ValueError(f"this prior was built for {self.grid_size} code grids (it has a "
+                             f"position embedding), got {tuple(shape)}")
+
     def forward(self, codes: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        self._check_shape(codes.shape[1:])
         return self.forward_embedded(self.embed_codes(codes), y)  # (B, K, h, w)
 
     # -- likelihood and sampling -------------------------------------------------------
@@ -187,6 +208,7 @@ class GatedPixelCNN(nn.Module):
         what it needs: the vertical stack once per row on the ``reach`` rows above it, and the
         horizontal stack on the ``reach`` cells to the left, so 32x32 = 1024 steps take seconds.
         """
+        self._check_shape(shape)
         h, w = shape
         device = self.embed.weight.device
         temps = torch.as_tensor(temperature, dtype=torch.float32, device=device).reshape(-1)
@@ -218,11 +240,11 @@ class GatedPixelCNN(nn.Module):
     def _sample_row(self, codes, i, biases, temps, greedy, generator) -> None:
         """Fill row ``i`` of ``codes`` (n, h, w) in place, left to right."""
         r0 = max(0, i - self.reach)  # rows above that can still influence row i
-        e_v = down_shift(self.embed_codes(codes[:, r0:i + 1]))  # (n, C, rows, w)
+        e_v = down_shift(self.embed_codes(codes[:, r0:i + 1], r0, 0))  # (n, C, rows, w)
         v_to_h = [vh[:, :, -1:] for vh in self.vertical_stack(e_v, biases)]  # (n, 2C, 1, w)
         for j in range(codes.shape[2]):
             c0 = max(0, j - self.reach)
-            e_h = right_shift(self.embed_codes(codes[:, i:i + 1, c0:j + 1]))  # (n, C, 1, cols)
+            e_h = right_shift(self.embed_codes(codes[:, i:i + 1, c0:j + 1], i, c0))  # (n, C, 1, cols)
             logits = self.horizontal_stack(e_h, [vh[..., c0:j + 1] for vh in v_to_h],
                                            biases)[:, :, 0, -1]  # (n, K)
             pick = torch.multinomial(F.softmax(logits / temps, dim=-1), 1, generator=generator)
@@ -281,7 +303,8 @@ def plain_pixelcnn(channels: int = 8, n_layers: int = 4, kernel_size: int = 3) -
 def build_prior(cfg, n_classes: int = 0) -> GatedPixelCNN:
     """The prior a ``Config`` asks for (``prior_channels``, ``prior_layers``, K = ``codebook_size``)."""
     return GatedPixelCNN(cfg.codebook_size, channels=cfg.prior_channels,
-                         n_layers=cfg.prior_layers, n_classes=n_classes)
+                         n_layers=cfg.prior_layers, n_classes=n_classes,
+                         grid_size=(cfg.latent_size, cfg.latent_size))
 
 
 if __name__ == "__main__":
