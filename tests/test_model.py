@@ -212,3 +212,19 @@ def test_bit_budget_counts_grid_cells_times_log2_k():
     assert b["bits_per_image"] == 16 * 16 * 8
     assert b["bits_per_pixel"] == pytest.approx(16 * 16 * 8 / 128 ** 2)
     assert b["compression"] == pytest.approx(8 / b["bits_per_pixel"])
+
+
+def test_ssim_term_is_added_to_the_loss_with_its_weight():
+    from vqvae_lib.metrics import ssim
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, 64, 64)
+    plain = build_model(get_config("smoke", ssim_weight=0.0))
+    weighted = build_model(get_config("smoke", ssim_weight=0.7))
+    weighted.load_state_dict(plain.state_dict())
+    plain.eval(), weighted.eval()
+    a, b = plain(x), weighted(x)
+    assert "ssim" not in a.losses
+    expected_ssim_term = 1.0 - ssim(b.recon, x)
+    assert torch.allclose(b.losses["ssim"], expected_ssim_term, atol=1e-6)
+    assert torch.allclose(b.loss, a.loss + 0.7 * expected_ssim_term, atol=1e-6)

@@ -42,6 +42,7 @@ class Config:
     code_dim: int = 64             # D
     quantizer: str = "ema"         # "loss" (codebook + commitment loss) | "ema"
     beta: float = 0.25             # commitment weight
+    ssim_weight: float = 0.0       # add ssim_weight * (1 - SSIM) to the MSE reconstruction loss
     ema_decay: float = 0.99
     ema_eps: float = 1e-5          # Laplace smoothing of EMA cluster sizes
     kmeans_init: bool = True       # initialise the codebook by k-means on the first batch(es)
@@ -137,14 +138,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     "gpu": dict(
         image_size=256, hidden_channels=128, res_channels=64, n_res_blocks=2, downsample=4,
         codebook_size=512, code_dim=64, quantizer="ema", kmeans_init=True,
-        dead_code_steps=100, batch_size=64, lr=2e-3, epochs=40, warmup_steps=200,
+        dead_code_steps=100, ssim_weight=0.5, batch_size=64, lr=2e-3, epochs=40, warmup_steps=200,
         prior_channels=128, prior_layers=12, prior_epochs=40, prior_lr=1e-3,
     ),
     # Our recipe on a 2-core laptop CPU.
     "cpu": dict(
         image_size=128, hidden_channels=64, res_channels=32, n_res_blocks=2, downsample=4,
         codebook_size=512, code_dim=64, quantizer="ema", kmeans_init=True,
-        dead_code_steps=100, batch_size=16, lr=1.5e-3, epochs=30, max_minutes=9.5,
+        dead_code_steps=100, ssim_weight=0.5, batch_size=16, lr=1.5e-3, epochs=30, max_minutes=9.5,
         warmup_steps=100, prior_channels=64, prior_layers=8, prior_epochs=10,
         prior_max_minutes=4.5, prior_lr=2e-3,
     ),
@@ -152,7 +153,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "smoke": dict(
         image_size=64, hidden_channels=16, res_channels=8, n_res_blocks=1, downsample=4,
         codebook_size=32, code_dim=8, quantizer="ema", kmeans_init=True,
-        dead_code_steps=20, batch_size=16, lr=2e-3, epochs=2, warmup_steps=5,
+        dead_code_steps=20, ssim_weight=0.5, batch_size=16, lr=2e-3, epochs=3, warmup_steps=5,
         max_train_images=256, max_eval_images=64,
         prior_channels=16, prior_layers=3, prior_epochs=2, prior_batch_size=32, prior_lr=3e-3,
     ),

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import Config
+from .metrics import ssim
 from .quantizers import VectorQuantizer, build_quantizer
 
 
@@ -180,8 +181,15 @@ class VQVAE(nn.Module):
         y = self.decoder(q.quantized)                            # (B, 1, H, W) model range
         recon_loss = F.mse_loss(y.float(), target.float())
         losses = {"recon": recon_loss, **q.losses}
-        return VQVAEOutput(recon=self.from_model_range(y), codes=q.codes,
-                           loss=recon_loss + q.loss, losses=losses, stats=q.stats)
+        recon = self.from_model_range(y)                         # (B, 1, H, W) in [0, 1]
+        loss = recon_loss + q.loss
+        if self.cfg.ssim_weight > 0:
+            # MSE alone blurs fine structure; a (1 - SSIM) term (Zhao et al. 2017, "Loss
+            # Functions for Image Restoration with Neural Networks") rewards local contrast
+            # and structure, which is what SSIM measures at evaluation time.
+            losses["ssim"] = 1.0 - ssim(recon.float(), x.float(), data_range=1.0)
+            loss = loss + self.cfg.ssim_weight * losses["ssim"]
+        return VQVAEOutput(recon=recon, codes=q.codes, loss=loss, losses=losses, stats=q.stats)
 
     # ---- bookkeeping -------------------------------------------------------------------------
     def num_parameters(self, trainable_only: bool = True) -> int:

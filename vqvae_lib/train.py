@@ -465,6 +465,7 @@ class Trainer:
             "lr": self.optimizer.param_groups[0]["lr"],
             "train_loss": a.get("loss", 0.0) / n, "train_recon": a.get("recon", 0.0) / n,
             "train_codebook": a.get("codebook", 0.0) / n, "train_commitment": a.get("commitment", 0.0) / n,
+            "train_ssim_loss": a.get("ssim", 0.0) / n,     # 1 - SSIM on training batches (0 if unused)
             **metrics,
             "images_per_s": images / max(self.train_seconds - train_before, 1e-9),   # training only
         }

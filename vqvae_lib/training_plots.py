@@ -32,17 +32,22 @@ def _style(ax, title):
 
 
 def plot_losses(history: list[dict], axes=None):
-    """Three panels: reconstruction MSE, codebook loss, commitment loss per epoch (log scale).
+    """Panels per epoch (log scale): reconstruction MSE, codebook loss, commitment loss, and the
+    (1 - SSIM) structure term when the preset uses one.
 
     With the EMA quantizer the codebook moves by moving averages, not by a loss, so its
     panel reads 0 (and says so).
     """
+    keys = ["train_recon", "train_codebook", "train_commitment"]
+    titles = ["reconstruction (MSE)", "codebook loss", "commitment loss"]
+    if any(h.get("train_ssim_loss", 0.0) > 0 for h in history):   # presets with ssim_weight > 0
+        keys.append("train_ssim_loss")
+        titles.append("structure term (1 - SSIM)")
     if axes is None:
-        fig, axes = plt.subplots(1, 3, figsize=(12, 3.2), constrained_layout=True)
+        fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2), constrained_layout=True)
     ep = _epochs(history)
-    for ax, key, title in zip(axes, ("train_recon", "train_codebook", "train_commitment"),
-                              ("reconstruction (MSE)", "codebook loss", "commitment loss"), strict=True):
-        vals = [h[key] for h in history]
+    for ax, key, title in zip(axes, keys, titles, strict=True):
+        vals = [h.get(key, 0.0) for h in history]
         ax.plot(ep, vals, "o-", ms=3)
         if all(v > 0 for v in vals):
             ax.set_yscale("log")
