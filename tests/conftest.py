@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from data_fixtures import make_oasis
 
 from vqvae_lib.paths import repo_root
 
@@ -13,3 +14,15 @@ def shared_dir() -> Path:
     if not path.is_dir():
         pytest.skip("../shared is absent (optional: holds a real OASIS sample)")
     return path
+
+
+@pytest.fixture
+def oasis(tmp_path) -> Path:
+    """A tiny data set in the OASIS course layout (see data_fixtures.make_oasis)."""
+    return make_oasis(tmp_path / "oasis")
+
+
+@pytest.fixture
+def cache(tmp_path) -> Path:
+    """A private cache folder, so tests never touch data/cache."""
+    return tmp_path / "cache"

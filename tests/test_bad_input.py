@@ -12,16 +12,6 @@ from vqvae_lib import data as D
 from vqvae_lib.errors import DataError
 
 
-@pytest.fixture
-def oasis(tmp_path):
-    return make_oasis(tmp_path / "oasis")
-
-
-@pytest.fixture
-def cache(tmp_path):
-    return tmp_path / "cache"
-
-
 def load(root, cache, split="train", **kw):
     return D.load_split(split, root, cache_dir=cache, verbose=False, **kw)
 

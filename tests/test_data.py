@@ -14,16 +14,6 @@ from PIL import Image
 from vqvae_lib import data as D
 
 
-@pytest.fixture
-def oasis(tmp_path):
-    return make_oasis(tmp_path / "oasis")
-
-
-@pytest.fixture
-def cache(tmp_path):
-    return tmp_path / "cache"
-
-
 def load(split, root, cache, **kw):
     return D.load_split(split, root, cache_dir=cache, verbose=False, **kw)
 
