@@ -54,7 +54,7 @@ def test_shapes_for_every_preset(preset):
     assert out.recon.shape == x.shape
     assert out.codes.shape == (1, h, h) and out.codes.dtype == torch.long
     assert 0 <= float(out.recon.min()) and float(out.recon.max()) <= 1
-    assert set(out.losses) == {"recon", "codebook", "commitment"}
+    assert set(out.losses) == {"recon", "codebook", "commitment"} | ({"ssim"} if cfg.ssim_weight else set())
     assert {"perplexity", "used_fraction"} <= set(out.stats)
     assert model.quantizer.codebook.shape == (cfg.codebook_size, cfg.code_dim)
     assert model.quantizer.lookup(out.codes).shape == (1, cfg.code_dim, h, h)
@@ -73,6 +73,7 @@ def test_train_step_and_encode_decode_round_trip(overrides):
     first_conv = model.encoder[0]
     assert first_conv.weight.grad is not None and first_conv.weight.grad.abs().sum() > 0
     expected = out.losses["recon"] + out.losses["codebook"] + cfg.beta * out.losses["commitment"]
+    expected = expected + cfg.ssim_weight * out.losses.get("ssim", 0.0)
     assert torch.allclose(out.loss, expected)
     model.eval()
     with torch.no_grad():

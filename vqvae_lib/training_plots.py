@@ -138,12 +138,15 @@ def save_recon_grid(model, images_u8: torch.Tensor, device, run_dir, name: str, 
 
 
 def training_dashboard(history: list[dict], K: int, target: float | None = None):
-    """One figure with everything: the three losses, SSIM, PSNR, perplexity and codes used."""
-    fig, axes = plt.subplots(2, 4, figsize=(16, 6.4), constrained_layout=True)
-    plot_losses(history, axes[0, :3])
-    plot_lr(history, axes[0, 3])
+    """One figure with everything: the losses, learning rate, SSIM, PSNR, perplexity and codes used."""
+    n_loss = 4 if any(h.get("train_ssim_loss", 0.0) > 0 for h in history) else 3
+    fig, axes = plt.subplots(2, n_loss + 1, figsize=(4 * (n_loss + 1), 6.4), constrained_layout=True)
+    plot_losses(history, axes[0, :n_loss])
+    plot_lr(history, axes[0, n_loss])
     plot_validation(history, axes[1, :2], target=target)
-    plot_codebook_usage(history, K, axes[1, 2:])
+    plot_codebook_usage(history, K, axes[1, 2:4])
+    for ax in axes[1, 4:]:
+        ax.axis("off")
     return fig
 
 
