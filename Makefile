@@ -18,7 +18,7 @@ RUN_ARGS := --preset $(PRESET) --seed $(SEED) $(if $(DATA_DIR),--data-dir $(DATA
 .PHONY: help setup data run-all test test-fast lint lab bench clean clean-all
 
 help:
-	@sed -n '1,8p' Makefile
+	@sed -n '1,5p' Makefile
 
 # The stamp is rebuilt whenever pyproject.toml changes, so `setup` also refreshes .venv.
 $(VENV)/.installed: pyproject.toml

@@ -8,14 +8,11 @@ comparable across panels (matplotlib would otherwise stretch each panel's contra
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from .paths import figure_dir
+from .plotting import save_figure  # noqa: F401  (re-exported: notebooks call it from here)
 
 GREY = dict(cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
 ERROR = dict(cmap="magma", vmin=0.0, interpolation="nearest")
@@ -33,13 +30,6 @@ def _np(images) -> np.ndarray:
 def _off(ax) -> None:
     ax.set_xticks([])
     ax.set_yticks([])
-
-
-def save_figure(fig, run_dir: str | os.PathLike, name: str, dpi: int = 120) -> Path:
-    """Save ``fig`` as ``<run_dir>/figures/<name>.png`` and return the path."""
-    path = figure_dir(run_dir) / f"{name}.png"
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    return path
 
 
 # ------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from matplotlib.ticker import MaxNLocator
 
 from .metrics import ssim
 from .paths import figure_dir
+from .plotting import save_figure  # noqa: F401  (re-exported: notebooks call it from here)
 
 SSIM_TARGETS = {"cpu": 0.93, "gpu": 0.93}      # the budgets in the README (test SSIM)
 
@@ -162,10 +163,3 @@ def save_training_figures(history: list[dict], cfg, run_dir) -> dict[str, Path]:
         fig.savefig(out[name], dpi=110)
         plt.close(fig)
     return out
-
-
-def save_figure(fig, run_dir, name: str) -> Path:
-    """Save ``fig`` as ``<run_dir>/figures/<name>.png`` (notebook figures, for readers)."""
-    path = figure_dir(run_dir) / f"{name}.png"
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    return path
