@@ -147,7 +147,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         codebook_size=512, code_dim=64, quantizer="ema", kmeans_init=True,
         dead_code_steps=100, ssim_weight=0.5, batch_size=16, lr=1.5e-3, epochs=30, max_minutes=9.5,
         warmup_steps=100, prior_channels=64, prior_layers=8, prior_epochs=10,
-        prior_max_minutes=4.5, prior_lr=2e-3,
+        prior_max_minutes=4.5, prior_lr=2e-3, prior_batch_size=16,
     ),
     # Seconds: tests and CI.
     "smoke": dict(
