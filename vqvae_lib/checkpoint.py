@@ -153,3 +153,19 @@ def load_model(path, device="cpu", expected_cfg: Config | None = None):
         ) from e
     model.to(device).eval()
     return model, cfg, ckpt
+
+
+def find_checkpoint(run_dir: str | os.PathLike, name: str = "best.pt", needed_for: str = "") -> Path:
+    """The checkpoint ``<run_dir>/checkpoints/<name>``, or a CheckpointError saying how to make it.
+
+    ``needed_for`` completes the message, e.g. "the prior is fitted to its codes".
+    """
+    path = Path(run_dir) / "checkpoints" / name
+    if not path.is_file():
+        why = f" ({needed_for})" if needed_for else ""
+        raise CheckpointError(
+            f"No trained VQ-VAE at {path}{why}. Train one first: run notebooks/03_training.ipynb "
+            f"with the same preset and run_dir (or `python -m vqvae_lib.train --preset "
+            f"{Path(run_dir).name}`), then try again."
+        )
+    return path

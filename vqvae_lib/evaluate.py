@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from . import metrics as M
+from .checkpoint import find_checkpoint  # noqa: F401  (re-exported: notebooks 04/05 import it from here)
 from .errors import CheckpointError
 
 SSIM_TARGET = 0.6
@@ -53,18 +54,6 @@ def run_dir_of_checkpoint(checkpoint: str | os.PathLike) -> Path:
     parent = Path(checkpoint).resolve().parent
     return parent.parent if parent.name == "checkpoints" else parent
 
-
-def find_checkpoint(run_dir: str | os.PathLike, name: str = "best.pt") -> Path:
-    """The checkpoint ``<run_dir>/checkpoints/<name>``, or a CheckpointError saying how to make it."""
-    path = Path(run_dir) / "checkpoints" / name
-    if not path.is_file():
-        preset = Path(run_dir).name
-        raise CheckpointError(
-            f"No trained model at {path}. Train one first: run notebooks/03_training.ipynb with the "
-            f"same preset and run_dir (or `python -m vqvae_lib.train --preset {preset}`), "
-            f"then evaluate again."
-        )
-    return path
 
 
 def load_trained_model(checkpoint: str | os.PathLike, device: str | torch.device = "cpu"):

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import load_checkpoint, load_model, save_checkpoint
+from .checkpoint import find_checkpoint, load_checkpoint, load_model, save_checkpoint
 from .config import PRESETS, Config, get_config
 from .errors import CheckpointError
 from .metrics import code_entropy
@@ -259,13 +259,7 @@ def load_prior(path, device="cpu") -> tuple[GatedPixelCNN, dict]:
 
 def find_vqvae_checkpoint(run_dir) -> Path:
     """``<run_dir>/checkpoints/best.pt``, or a CheckpointError saying how to make it."""
-    path = Path(run_dir) / "checkpoints" / "best.pt"
-    if not path.is_file():
-        raise CheckpointError(
-            f"No trained VQ-VAE at {path}: the prior is fitted to its codes. Run "
-            f"notebooks/03_training.ipynb first with the same preset and run_dir (or "
-            f"`python -m vqvae_lib.train --preset {Path(run_dir).name}`).")
-    return path
+    return find_checkpoint(run_dir, "best.pt", needed_for="the prior is fitted to its codes")
 
 
 def train_or_load_prior(checkpoint, data_dir=None, run_dir=None, device=None, retrain: bool = True,
