@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from vqvae_lib.config import get_config  # noqa: E402
-from vqvae_lib.train import Trainer  # noqa: E402
+from vqvae_lib.train.loop import Trainer  # noqa: E402
 
 
 def machine() -> dict:

@@ -8,7 +8,7 @@ import pytest
 from data_fixtures import image_for, make_oasis, mask_for, split_dir
 from PIL import Image
 
-from vqvae_lib import data as D
+from vqvae_lib.data import slices as D
 from vqvae_lib.errors import DataError
 
 

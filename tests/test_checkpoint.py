@@ -6,7 +6,7 @@ import torch
 from vqvae_lib.checkpoint import load_checkpoint, load_model, save_checkpoint
 from vqvae_lib.config import get_config
 from vqvae_lib.errors import CheckpointError
-from vqvae_lib.model import build_model
+from vqvae_lib.model.vqvae import build_model
 
 
 @pytest.fixture

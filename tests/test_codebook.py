@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from vqvae_lib import codebook as cb
+from vqvae_lib.codebook import analysis as cb
+from vqvae_lib.model.inference import encode, reconstruct
 
 
 class ToyVQ(nn.Module):
@@ -107,10 +108,10 @@ def test_encode_decode_and_constant_codes_with_toy_model():
     model = ToyVQ(K=4, f=4)
     x = torch.zeros(2, 1, 8, 8)
     x[0, :, :4, :4] = 1.0                     # one bright cell -> code 3
-    codes, recons = cb.encode_decode(model, x, batch_size=1)
+    recons, codes = reconstruct(model, x, batch_size=1)
     assert codes.shape == (2, 2, 2) and codes[0, 0, 0] == 3 and codes.sum() == 3
     assert torch.equal(recons, x)             # the toy model reconstructs these perfectly
-    assert torch.equal(cb.code_maps(model, x), codes)
+    assert torch.equal(encode(model, x), codes)
     const = cb.decode_constant_codes(model, [0, 3], latent_size=2)
     assert const.shape == (2, 1, 8, 8)
     assert const[0].max() == 0 and const[1].min() == 1
@@ -120,7 +121,7 @@ def test_patches_locations_and_swap():
     model = ToyVQ(K=4, f=4)
     x = torch.zeros(1, 1, 8, 8)
     x[0, 0, 4:, 4:] = 1.0
-    codes = cb.code_maps(model, x)            # [[0, 0], [0, 3]]
+    codes = encode(model, x)            # [[0, 0], [0, 3]]
     assert cb.code_locations(codes, 3).tolist() == [[0, 1, 1]]
     patches, locs = cb.code_patches(x, codes, 3, downsample=4, patch=4)
     assert patches.shape == (1, 4, 4) and np.allclose(patches, 1.0)   # the cell itself
@@ -136,14 +137,14 @@ def test_patches_locations_and_swap():
 
 
 def test_real_smoke_model_shapes():
-    model_mod = pytest.importorskip("vqvae_lib.model")
+    model_mod = pytest.importorskip("vqvae_lib.model.vqvae")
     from vqvae_lib.config import get_config
 
     cfg = get_config("smoke")
     torch.manual_seed(0)
     model = model_mod.build_model(cfg).eval()
     x = torch.rand(3, 1, cfg.image_size, cfg.image_size)
-    codes, recons = cb.encode_decode(model, x)
+    recons, codes = reconstruct(model, x)
     h = cfg.latent_size
     assert codes.shape == (3, h, h) and recons.shape == x.shape
     assert 0 <= recons.min() and recons.max() <= 1
@@ -179,7 +180,7 @@ def test_analysis_recovers_a_perfect_code_tissue_map():
 def test_figures_draw_for_all_views(tmp_path):
     from matplotlib.figure import Figure
 
-    from vqvae_lib import codebook_plots as P
+    from vqvae_lib.codebook import figures as P
 
     A = _toy_analysis(K=6)                          # codes 1..5 except levels -> some dead codes
     assert len(A.usage.dead) > 0
@@ -187,12 +188,14 @@ def test_figures_draw_for_all_views(tmp_path):
             P.slice_views_figure(A, [0, 1]), P.code_view_figure(A, int(A.usage.order[0])),
             P.code_view_figure(A, int(A.usage.dead[0])), *P.swap_views_figure(A, [(0, 0, 5)])]
     assert all(isinstance(f, Figure) and f.axes for f in figs)
-    path = P.save_figure(figs[0], tmp_path, "usage")
-    assert path.stat().st_size > 1000
+    from vqvae_lib.viz import save_figure
+
+    path = save_figure(figs[0], tmp_path, "usage")
+    assert path == tmp_path / "figures" / "usage.png" and path.stat().st_size > 1000
 
 
 def test_widgets_redraw_when_controls_move():
-    from vqvae_lib import codebook_widgets as CW
+    from vqvae_lib.codebook import widgets as CW
 
     A = _toy_analysis()
     view = CW.slice_slider(A)
@@ -214,8 +217,8 @@ def test_widgets_redraw_when_controls_move():
 
 
 def test_same_budget_experiment_logs_every_variant():
-    pytest.importorskip("vqvae_lib.model")
-    from vqvae_lib.codebook_experiment import experiment_figure, run_experiment
+    pytest.importorskip("vqvae_lib.model.vqvae")
+    from vqvae_lib.codebook.experiment import experiment_figure, run_experiment
     from vqvae_lib.config import get_config
 
     cfg = get_config("smoke", image_size=32, batch_size=4)
@@ -231,7 +234,7 @@ def test_same_budget_experiment_logs_every_variant():
 
 
 def test_analyse_slices_spreads_over_the_split_and_names_slices(tmp_path):
-    from vqvae_lib.data import SliceSet
+    from vqvae_lib.data.slices import SliceSet
 
     A6 = _toy_analysis()
     images = (A6.images[:, 0].numpy() * 255).round().astype(np.uint8)   # (6, 16, 16)

@@ -12,6 +12,10 @@ from data_fixtures import image_for, make_oasis, mask_for, split_dir
 from PIL import Image
 
 from vqvae_lib import data as D
+from vqvae_lib.common import SPLITS
+from vqvae_lib.data import slices as slices_module
+from vqvae_lib.data.slices import DEMO_MANIFEST
+from vqvae_lib.errors import DataError
 
 
 def load(split, root, cache, **kw):
@@ -59,7 +63,7 @@ def test_masks_false_or_absent_gives_none(tmp_path, cache):
     assert load("train", make_oasis(tmp_path / "a"), cache, masks=False).masks is None
     s = load("train", make_oasis(tmp_path / "b", masks=False), cache)
     assert s.masks is None
-    with pytest.raises(D.DataError, match="without masks"):
+    with pytest.raises(DataError, match="without masks"):
         s.mask_tensors()
 
 
@@ -76,7 +80,7 @@ def test_resolve_order_argument_env_oasis_demo(tmp_path, monkeypatch):
     monkeypatch.setattr("vqvae_lib.paths.data_root", lambda: data_root)
     monkeypatch.delenv("VQVAE_DATA_DIR", raising=False)
     demo = make_oasis(data_root / "demo")
-    (demo / D.DEMO_MANIFEST).write_text("{}")
+    (demo / DEMO_MANIFEST).write_text("{}")
     assert D.resolve_data_dir() == (demo / "keras_png_slices_data", "demo")
     oasis = make_oasis(data_root / "oasis", wrapper=False)                 # split folders directly
     assert D.resolve_data_dir() == (oasis, "oasis")
@@ -100,9 +104,9 @@ def test_plain_folder_is_split_by_subject_deterministically(tmp_path, cache):
         for k in range(2):
             Image.fromarray(image_for(s, k)).save(flat / f"case_{s:03d}_slice_{k}.nii.png")
             Image.fromarray(mask_for(s, k)).save(flat / f"seg_{s:03d}_slice_{k}.nii.png")
-    sets = {sp: load(sp, flat, cache) for sp in D.SPLITS}
+    sets = {sp: load(sp, flat, cache) for sp in SPLITS}
     ids = {sp: set(v.subjects) for sp, v in sets.items()}
-    assert [len(ids[sp]) for sp in D.SPLITS] == [16, 2, 2]
+    assert [len(ids[sp]) for sp in SPLITS] == [16, 2, 2]
     assert set.union(*ids.values()) == {f"{s:03d}" for s in range(1, 21)}
     assert not any(D.subject_overlap(sets).values())
     assert all(v.source == "custom" and v.masks is not None for v in sets.values())
@@ -117,7 +121,7 @@ def test_cache_is_reused_without_decoding(oasis, cache, monkeypatch):
     def no_decoding(*a, **k):
         raise AssertionError("decoded PNGs although the cache is valid")
 
-    monkeypatch.setattr(D, "_decode_all", no_decoding)
+    monkeypatch.setattr(slices_module, "decode_all", no_decoding)
     second = load("train", oasis, cache, size=16)
     assert second.cache_hit
     np.testing.assert_array_equal(first.images, second.images)
@@ -160,7 +164,7 @@ def test_no_temporary_files_left_in_cache(oasis, cache):
 
 def test_load_splits_and_one_line_message(oasis, cache, capsys):
     sets = D.load_splits(oasis, cache_dir=cache)
-    assert list(sets) == list(D.SPLITS) and not any(D.subject_overlap(sets).values())
+    assert list(sets) == list(SPLITS) and not any(D.subject_overlap(sets).values())
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3 and all(line.startswith("data: ") and "(oasis" in line for line in lines)
 
@@ -182,7 +186,7 @@ def test_real_oasis_pair_has_the_documented_format(shared_dir, tmp_path, cache):
     labels = D.read_mask(sample / "seg_001_slice_0.nii.png")
     assert set(np.unique(labels)) == {0, 1, 2, 3}
     # the loader reads it in the course layout (files copied to a temporary folder only)
-    for split in D.SPLITS:
+    for split in SPLITS:
         img_dir = tmp_path / "o" / f"keras_png_slices_{split}"
         seg_dir = tmp_path / "o" / f"keras_png_slices_seg_{split}"
         img_dir.mkdir(parents=True)

@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from vqvae_lib import data as D
-from vqvae_lib import demo
+from vqvae_lib.data import demo
+from vqvae_lib.data import slices as D
 
 
 def files(root):

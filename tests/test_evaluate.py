@@ -13,10 +13,11 @@ from skimage.data import camera
 from skimage.metrics import structural_similarity
 from skimage.transform import resize
 
-from vqvae_lib import baselines as B
-from vqvae_lib import evaluate as E
+from vqvae_lib.checkpoint import find_checkpoint, load_model, run_dir_of_checkpoint
 from vqvae_lib.config import get_config
 from vqvae_lib.errors import CheckpointError
+from vqvae_lib.evaluate import baselines as B
+from vqvae_lib.evaluate import score as E
 
 
 # ------------------------------------------------------------------------------------------
@@ -76,7 +77,7 @@ def _cache_in_tmp(tmp_path_factory, monkeypatch):
 def smoke_checkpoint(tmp_path_factory):
     """An (untrained) smoke-preset VQ-VAE saved like the trainer does: runs/smoke/checkpoints/best.pt."""
     from vqvae_lib.checkpoint import save_checkpoint
-    from vqvae_lib.model import build_model
+    from vqvae_lib.model.vqvae import build_model
 
     torch.manual_seed(0)
     cfg = get_config("smoke", device="cpu")
@@ -213,7 +214,7 @@ def test_matched_rate_baselines_land_near_the_target(pair):
 # evaluate / predict on a checkpoint
 # ------------------------------------------------------------------------------------------
 def test_perfect_reconstructions_pass(data_dir):
-    from vqvae_lib.data import load_split
+    from vqvae_lib.data.slices import load_split
 
     slices = load_split("test", data_dir, size=64, verbose=False)
     ev = E.evaluate_model(PerfectModel(), get_config("smoke"), slices)
@@ -257,7 +258,7 @@ def test_evaluate_cli(smoke_checkpoint, data_dir, tmp_path, capsys):
 
 
 def test_predict_saves_a_figure(smoke_checkpoint, data_dir):
-    from vqvae_lib.predict import main, predict
+    from vqvae_lib.evaluate.predict import main, predict
 
     path = predict(smoke_checkpoint, n=4, data_dir=data_dir, device="cpu")
     assert path == smoke_checkpoint.parent.parent / "figures" / "predict_test.png"
@@ -273,7 +274,7 @@ def test_predict_saves_a_figure(smoke_checkpoint, data_dir):
 def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
     missing = tmp_path / "runs" / "cpu" / "checkpoints" / "best.pt"
     with pytest.raises(CheckpointError, match="03_training"):
-        E.find_checkpoint(tmp_path / "runs" / "cpu")
+        find_checkpoint(tmp_path / "runs" / "cpu")
     with pytest.raises(CheckpointError, match=str(missing.name)):
         E.evaluate(missing)
     assert E.main(["--checkpoint", str(missing)]) == 2
@@ -293,13 +294,13 @@ def test_incompatible_checkpoint_is_a_clear_error(smoke_checkpoint, tmp_path):
     path = tmp_path / "edited.pt"
     torch.save(ckpt, path)
     with pytest.raises(CheckpointError, match="edited.pt"):
-        E.load_trained_model(path)
+        load_model(path)
     prior_like = tmp_path / "prior.pt"
     torch.save({"state_dict": {"w": torch.zeros(2)}}, prior_like)
     with pytest.raises(CheckpointError, match="prior.pt"):
-        E.load_trained_model(prior_like)
+        load_model(prior_like)
 
 
 def test_run_dir_of_checkpoint():
-    assert E.run_dir_of_checkpoint("runs/cpu/checkpoints/best.pt") == Path("runs/cpu").resolve()
-    assert E.run_dir_of_checkpoint("/tmp/x/model.pt") == Path("/tmp/x")
+    assert run_dir_of_checkpoint("runs/cpu/checkpoints/best.pt") == Path("runs/cpu").resolve()
+    assert run_dir_of_checkpoint("/tmp/x/model.pt") == Path("/tmp/x")

@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from vqvae_lib.config import PRESETS, get_config
-from vqvae_lib.model import VQVAE, ResidualBlock, build_model, receptive_field
-from vqvae_lib.quantizers import VectorQuantizer, VectorQuantizerEMA
+from vqvae_lib.model.quantizers import VectorQuantizer, VectorQuantizerEMA
+from vqvae_lib.model.vqvae import VQVAE, ResidualBlock, build_model, receptive_field
 
 
 # ---- parameter count from the config alone ---------------------------------------------------
@@ -180,7 +180,7 @@ def test_bad_config_is_rejected_with_a_clear_message():
 def test_layer_table_traces_real_shapes_and_all_parameters():
     import matplotlib
     matplotlib.use("Agg")
-    from vqvae_lib.model_figures import layer_table
+    from vqvae_lib.model.figures import layer_table
 
     cfg = get_config("smoke", downsample=8)
     model = build_model(cfg).train()
@@ -196,7 +196,7 @@ def test_straight_through_demo_copies_the_gradient():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from vqvae_lib.model_figures import straight_through_demo, toy_points
+    from vqvae_lib.model.figures import straight_through_demo, toy_points
 
     pts = toy_points(200)
     fig, grads = straight_through_demo(pts, pts[:5] + 0.3)
@@ -206,7 +206,7 @@ def test_straight_through_demo_copies_the_gradient():
 
 
 def test_bit_budget_counts_grid_cells_times_log2_k():
-    from vqvae_lib.model_figures import bit_budget
+    from vqvae_lib.model.figures import bit_budget
 
     cfg = get_config("cpu", image_size=128, downsample=8, codebook_size=256)
     b = bit_budget(cfg)

@@ -12,20 +12,21 @@ import torch  # noqa: E402
 from data_fixtures import make_oasis  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from vqvae_lib import data as D  # noqa: E402
-from vqvae_lib import plotting as P  # noqa: E402
+from vqvae_lib import viz as V  # noqa: E402
+from vqvae_lib.data import figures as P  # noqa: E402
+from vqvae_lib.data import slices as D  # noqa: E402
 
 
 def test_to_images_accepts_tensors_and_uint8():
     u8 = np.full((2, 4, 4), 255, np.uint8)
     t = torch.full((2, 1, 4, 4), 0.5)
-    assert P.to_images(u8).shape == (2, 4, 4) and P.to_images(u8).max() == 1.0
-    assert P.to_images(t).shape == (2, 4, 4) and np.allclose(P.to_images(t), 0.5)
-    assert P.to_images(np.zeros((4, 4))).shape == (1, 4, 4)
+    assert V.to_images(u8).shape == (2, 4, 4) and V.to_images(u8).max() == 1.0
+    assert V.to_images(t).shape == (2, 4, 4) and np.allclose(V.to_images(t), 0.5)
+    assert V.to_images(np.zeros((4, 4))).shape == (1, 4, 4)
 
 
 def test_mask_overlay_leaves_background_transparent():
-    rgba = P.mask_to_rgba(np.array([[0, 1], [2, 3]]), alpha=0.4)
+    rgba = V.mask_to_rgba(np.array([[0, 1], [2, 3]]), alpha=0.4)
     assert rgba.shape == (2, 2, 4) and rgba[0, 0, 3] == 0 and np.allclose(rgba[1, :, 3], 0.4)
     assert len({tuple(rgba[i, j, :3]) for i in range(2) for j in range(2)}) == 4
 
@@ -48,9 +49,9 @@ def test_exploration_figures_are_saved(sets, tmp_path):
             "mean": P.mean_std_images(sets["train"]), "count": P.slices_per_subject(sets),
             "split": P.split_membership(sets),
             "overlay": P.overlay_masks(sets["test"].images[:2], sets["test"].masks[:2]),
-            "grid2": P.image_grid(sets["test"].tensors()[:3], ncol=2)}
+            "grid2": V.image_grid(sets["test"].tensors()[:3], ncol=2)}
     for name, fig in figs.items():
-        path = P.save_figure(fig, tmp_path / "run", name)
+        path = V.save_figure(fig, tmp_path / "run", name)
         with Image.open(path) as im:
             assert im.size[0] > 100 and im.size[1] > 50
     rows = P.split_table(sets)

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from vqvae_lib.errors import CheckpointError
-from vqvae_lib.prior import GatedPixelCNN, MaskedConv2d, plain_pixelcnn, receptive_field
-from vqvae_lib.prior_plots import receptive_field_map
-from vqvae_lib.prior_training import baseline_bits, load_prior, nearest_neighbours, slice_bins
+from vqvae_lib.prior.figures import receptive_field_map
+from vqvae_lib.prior.fit import baseline_bits, load_prior, nearest_neighbours, slice_bins
+from vqvae_lib.prior.model import GatedPixelCNN, MaskedConv2d, plain_pixelcnn, receptive_field
 
 SHAPE = (6, 7)
 
@@ -178,7 +178,7 @@ def tiny_run(tmp_path, monkeypatch):
     import vqvae_lib.paths
     from vqvae_lib.checkpoint import save_checkpoint
     from vqvae_lib.config import get_config
-    from vqvae_lib.model import build_model
+    from vqvae_lib.model.vqvae import build_model
 
     monkeypatch.setattr(vqvae_lib.paths, "default_cache_dir", lambda: tmp_path / "cache")
     data = make_oasis(tmp_path / "data", slices=4, size=32)
@@ -189,7 +189,7 @@ def tiny_run(tmp_path, monkeypatch):
 
 
 def test_train_prior_writes_checkpoints_and_reloads(tiny_run):
-    from vqvae_lib.prior_training import train_or_load_prior, train_prior
+    from vqvae_lib.prior.fit import train_or_load_prior, train_prior
 
     ckpt, data, run_dir = tiny_run
     run = train_prior(ckpt, data, device="cpu", verbose=False, prior_epochs=2, prior_channels=8,
@@ -210,7 +210,7 @@ def test_train_prior_writes_checkpoints_and_reloads(tiny_run):
 
 
 def test_cli_trains_a_conditional_prior_and_samples_a_png(tiny_run):
-    from vqvae_lib.prior_training import find_vqvae_checkpoint, main
+    from vqvae_lib.prior.fit import find_vqvae_checkpoint, main
 
     ckpt, data, run_dir = tiny_run
     main(["train", "--checkpoint", str(ckpt), "--data-dir", str(data), "--device", "cpu",
@@ -230,13 +230,14 @@ def test_cli_trains_a_conditional_prior_and_samples_a_png(tiny_run):
 
 def test_novelty_of_training_slices_is_zero():
     from vqvae_lib.config import get_config
-    from vqvae_lib.model import build_model
-    from vqvae_lib.prior_training import extract_codes, novelty
+    from vqvae_lib.model.inference import encode
+    from vqvae_lib.model.vqvae import build_model
+    from vqvae_lib.prior.fit import novelty
 
     torch.manual_seed(0)
     vqvae = build_model(get_config("smoke", image_size=32)).eval()
     train = torch.rand(12, 1, 32, 32)
     queries = train[[2, 9]]
-    nov = novelty(vqvae, queries, extract_codes(vqvae, queries, "cpu"), train)
+    nov = novelty(vqvae, queries, encode(vqvae, queries, device="cpu"), train)
     assert nov["index"].tolist() == [2, 9]
     assert torch.allclose(nov["shared"], torch.ones(2)) and (nov["mse"] < 1e-6).all()

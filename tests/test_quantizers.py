@@ -5,7 +5,7 @@ import io
 import pytest
 import torch
 
-from vqvae_lib.quantizers import (
+from vqvae_lib.model.quantizers import (
     VectorQuantizer,
     VectorQuantizerEMA,
     kmeans,
@@ -192,7 +192,7 @@ def test_state_dict_round_trips_with_weights_only(cls):
 
 _DDP_SCRIPT = r'''
 import os, sys, torch, torch.distributed as dist, torch.multiprocessing as mp
-from vqvae_lib.quantizers import VectorQuantizerEMA
+from vqvae_lib.model.quantizers import VectorQuantizerEMA
 
 def worker(rank, out_dir):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=sys.argv[2])

@@ -17,14 +17,15 @@ rename on POSIX and Windows), so a crash or Ctrl-C mid-write never leaves a half
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .common import atomic_write
 from .config import Config
 from .errors import CheckpointError
+from .model.vqvae import VQVAE, build_model
 
 FORMAT = "vqvae_lib/1"
 REQUIRED_KEYS = ("config", "model")
@@ -53,7 +54,6 @@ def save_checkpoint(path, *, model, cfg: Config, optimizer=None, scheduler=None,
                     extra: dict | None = None) -> Path:
     """Write a checkpoint atomically (temp file + rename) and return its path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {
         "format": FORMAT,
         "config": cfg.to_dict(),
@@ -67,17 +67,7 @@ def save_checkpoint(path, *, model, cfg: Config, optimizer=None, scheduler=None,
         "extra": dict(extra or {}),
         "torch": str(torch.__version__),
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda f: torch.save(state, f))
     return path
 
 
@@ -121,15 +111,13 @@ def config_mismatches(a: Config, b: Config, fields=ARCH_FIELDS) -> dict[str, tup
     return {f: (getattr(a, f), getattr(b, f)) for f in fields if getattr(a, f) != getattr(b, f)}
 
 
-def load_model(path, device="cpu", expected_cfg: Config | None = None):
+def load_model(path, device="cpu", expected_cfg: Config | None = None) -> tuple[VQVAE, Config, dict]:
     """Rebuild the model a checkpoint was trained with -> (model in eval mode, cfg, ckpt).
 
     ``expected_cfg`` (e.g. the notebook's preset) is compared field by field on the
     architecture; a mismatch is a CheckpointError listing the differences rather than a
     wall of size-mismatch messages from ``load_state_dict``.
     """
-    from .model import build_model  # local import: model.py imports this package too
-
     path = Path(path)
     ckpt = load_checkpoint(path)
     cfg = config_from_checkpoint(ckpt, path)
@@ -141,10 +129,14 @@ def load_model(path, device="cpu", expected_cfg: Config | None = None):
                 f"Checkpoint {path} was trained with a different architecture ({lines}). "
                 f"Use the matching preset (checkpoint preset: {cfg.preset!r}) or retrain."
             )
+    if ckpt.get("extra", {}).get("kind", "vqvae") != "vqvae":
+        raise CheckpointError(
+            f"{path} is a {ckpt['extra']['kind']} checkpoint, not a VQ-VAE one. Pass the file "
+            f"written by vqvae_lib.train (runs/<preset>/checkpoints/best.pt).")
     model = build_model(cfg)
     try:
         model.load_state_dict(ckpt["model"], strict=True)
-    except RuntimeError as e:
+    except (RuntimeError, KeyError, TypeError) as e:
         msg = str(e).splitlines()
         raise CheckpointError(
             f"The weights in {path} do not fit the model its config describes "
@@ -169,3 +161,27 @@ def find_checkpoint(run_dir: str | os.PathLike, name: str = "best.pt", needed_fo
             f"{Path(run_dir).name}`), then try again."
         )
     return path
+
+
+def run_dir_of_checkpoint(checkpoint: str | os.PathLike) -> Path:
+    """``runs/<preset>/checkpoints/best.pt`` -> ``runs/<preset>``; else the file's folder."""
+    parent = Path(checkpoint).resolve().parent
+    return parent.parent if parent.name == "checkpoints" else parent
+
+
+def trained_model(run_dir: str | os.PathLike, device="cpu", name: str = "best.pt",
+                  needed_for: str = "") -> tuple[VQVAE, Config, Path]:
+    """The one way a notebook or CLI gets "the trained VQ-VAE of this run".
+
+    Args:
+        run_dir: the run folder (``runs/<preset>``) that notebook 03 / ``vqvae_lib.train`` wrote.
+        device: where to put the model.
+        name: ``best.pt`` (best validation SSIM) or ``last.pt``.
+        needed_for: completes the error message when there is no model yet.
+
+    Returns:
+        ``(model in eval mode, its config, the checkpoint path)``.
+    """
+    path = find_checkpoint(run_dir, name, needed_for)
+    model, cfg, _ = load_model(path, device)
+    return model, cfg, path

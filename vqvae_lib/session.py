@@ -72,7 +72,7 @@ def setup_notebook(
     **overrides: Any,
 ) -> Session:
     """Seed, resolve the device, data folder and run folder, and print them with the versions."""
-    from .data import resolve_data_dir  # local import: data is heavier
+    from .data.slices import resolve_data_dir  # local import: data is heavier
 
     cfg = get_config(preset, seed=seed, **overrides)
     seed_everything(seed)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm as progress  # noqa: F401  (re-exported: one progress bar everywhere)
 
-from .metrics import code_entropy, psnr, ssim
+from ..metrics import code_entropy, psnr, ssim
 
 
 @torch.no_grad()
@@ -77,7 +77,7 @@ def load_history(run_dir) -> list[dict]:
     """The rows of ``<run_dir>/history.json`` written by the trainer."""
     path = Path(run_dir) / "history.json"
     if not path.is_file():
-        from .errors import CheckpointError
+        from ..errors import CheckpointError
         raise CheckpointError(f"No training history at {path}; run notebooks/03_training.ipynb first.")
     return json.loads(path.read_text())
 
@@ -104,7 +104,7 @@ def decode_pngs(paths: list[str], size: int) -> np.ndarray:
 
     Uses :func:`vqvae_lib.data.read_image`, so the pixels equal those of the cache.
     """
-    from .data import read_image
+    from ..data.slices import read_image
 
     out = np.empty((len(paths), size, size), dtype=np.uint8)
     for i, p in enumerate(paths):

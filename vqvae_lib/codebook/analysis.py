@@ -25,38 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-TISSUE_NAMES = ("background", "CSF", "grey matter", "white matter")
-
-
-# ---------------------------------------------------------------------------------------------
-# Encoding a batch of slices
-# ---------------------------------------------------------------------------------------------
-@torch.no_grad()
-def encode_decode(model, images: torch.Tensor, batch_size: int = 64, device=None):
-    """Code maps and reconstructions of ``images`` (N, 1, H, W) in [0, 1], computed in batches.
-
-    Returns ``(codes, recons)`` on the CPU: ``(N, h, w)`` long and ``(N, 1, H, W)`` float.
-    The model is put in eval mode (no EMA updates, BatchNorm running statistics).
-    """
-    model.eval()
-    device = device or next(model.parameters()).device
-    codes, recons = [], []
-    for start in range(0, len(images), batch_size):
-        x = images[start:start + batch_size].to(device)           # (B, 1, H, W)
-        c = model.encode(x)                                          # (B, h, w)
-        codes.append(c.cpu())
-        recons.append(model.decode_codes(c).clamp(0, 1).float().cpu())  # (B, 1, H, W)
-    return torch.cat(codes), torch.cat(recons)
-
-
-@torch.no_grad()
-def code_maps(model, images: torch.Tensor, batch_size: int = 64, device=None) -> torch.Tensor:
-    """Only the code maps: (N, h, w) long on the CPU."""
-    model.eval()
-    device = device or next(model.parameters()).device
-    out = [model.encode(images[s:s + batch_size].to(device)).cpu()
-           for s in range(0, len(images), batch_size)]
-    return torch.cat(out)
+from ..common import evenly_spaced
+from ..model.inference import decode, reconstruct
 
 
 # ---------------------------------------------------------------------------------------------
@@ -237,18 +207,11 @@ def code_tissue(codes, masks, codebook_size: int, downsample: int,
 # ---------------------------------------------------------------------------------------------
 # 4. Appearance
 # ---------------------------------------------------------------------------------------------
-@torch.no_grad()
 def decode_constant_codes(model, codes, latent_size: int, batch_size: int = 64) -> torch.Tensor:
     """Decode a latent map filled with one code, for each code in ``codes``: (n, 1, H, W)."""
-    model.eval()
-    device = next(model.parameters()).device
     ids = torch.as_tensor(codes, dtype=torch.long).reshape(-1)
-    out = []
-    for s in range(0, len(ids), batch_size):
-        chunk = ids[s:s + batch_size].to(device)
-        maps = chunk[:, None, None].expand(-1, latent_size, latent_size)   # (b, h, w)
-        out.append(model.decode_codes(maps).clamp(0, 1).float().cpu())
-    return torch.cat(out)
+    maps = ids[:, None, None].expand(-1, latent_size, latent_size)          # (n, h, w)
+    return decode(model, maps, batch_size)
 
 
 def code_locations(codes, code: int) -> np.ndarray:
@@ -347,7 +310,7 @@ class CodebookAnalysis:
 def analyse_codebook(model, images: torch.Tensor, masks=None, batch_size: int = 64,
                      device=None) -> CodebookAnalysis:
     """Encode and reconstruct ``images`` (N, 1, H, W) and compute usage and codes-vs-tissue."""
-    codes, recons = encode_decode(model, images, batch_size, device)
+    recons, codes = reconstruct(model, images, batch_size, device)
     book = codebook_vectors(model)
     K = book.shape[0]
     downsample = images.shape[-1] // codes.shape[-1]
@@ -363,8 +326,7 @@ def analyse_slices(model, slices, max_slices: int = 0, batch_size: int = 64) -> 
     across the split so that every subject contributes (0 = all). ``.slice_ids`` holds the
     chosen positions in the split."""
     n = len(slices.images)
-    ids = np.arange(n) if not max_slices or max_slices >= n else \
-        np.linspace(0, n - 1, max_slices).round().astype(int)
+    ids = evenly_spaced(n, max_slices)
     sub = slices.subset(ids)
     A = analyse_codebook(model, sub.tensors(), sub.masks, batch_size)
     A.slice_ids = ids

@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import Config
-from .metrics import ssim
+from ..config import Config
+from ..metrics import ssim
 from .quantizers import VectorQuantizer, build_quantizer
 
 

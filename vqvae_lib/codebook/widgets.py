@@ -20,8 +20,8 @@ import io
 import ipywidgets as W
 import numpy as np
 
-from . import codebook_plots as P
-from .codebook import CodebookAnalysis
+from . import figures as P
+from .analysis import CodebookAnalysis
 
 
 def figure_png(fig, dpi: int = 100) -> bytes:

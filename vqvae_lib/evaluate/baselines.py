@@ -143,7 +143,7 @@ def jpeg_at_rate(images, target_bpp: float) -> tuple[np.ndarray, np.ndarray, np.
 # rate-distortion curves and a matched-rate comparison
 # ------------------------------------------------------------------------------------------
 def _score(originals: np.ndarray, recons: np.ndarray) -> dict[str, np.ndarray]:
-    from . import metrics as M
+    from .. import metrics as M
 
     x = torch.from_numpy(originals)[:, None]                               # (N, 1, H, W)
     y = torch.from_numpy(np.ascontiguousarray(recons, dtype=np.float32))[:, None]

@@ -305,9 +305,3 @@ def build_prior(cfg, n_classes: int = 0) -> GatedPixelCNN:
     return GatedPixelCNN(cfg.codebook_size, channels=cfg.prior_channels,
                          n_layers=cfg.prior_layers, n_classes=n_classes,
                          grid_size=(cfg.latent_size, cfg.latent_size))
-
-
-if __name__ == "__main__":
-    from .prior_training import main
-
-    main()

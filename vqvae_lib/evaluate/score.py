@@ -38,71 +38,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import metrics as M
-from .checkpoint import find_checkpoint  # noqa: F401  (re-exported: notebooks 04/05 import it from here)
-from .errors import CheckpointError
+from .. import metrics as M
+from ..checkpoint import load_model, run_dir_of_checkpoint
+from ..common import TISSUE_NAMES
+from ..errors import CheckpointError
+from ..model.inference import reconstruct
 
 SSIM_TARGET = 0.6
-TISSUES = ("background", "CSF", "grey matter", "white matter")
-
-
-# ------------------------------------------------------------------------------------------
-# finding and loading a checkpoint
-# ------------------------------------------------------------------------------------------
-def run_dir_of_checkpoint(checkpoint: str | os.PathLike) -> Path:
-    """``runs/<preset>/checkpoints/best.pt`` -> ``runs/<preset>``; else the file's folder."""
-    parent = Path(checkpoint).resolve().parent
-    return parent.parent if parent.name == "checkpoints" else parent
-
-
-
-def load_trained_model(checkpoint: str | os.PathLike, device: str | torch.device = "cpu"):
-    """``checkpoint.load_model`` with every failure turned into a CheckpointError naming the file.
-
-    Returns ``(model in eval mode, cfg, checkpoint dict)``.
-    """
-    from .checkpoint import load_model
-
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise CheckpointError(
-            f"Checkpoint {path} does not exist. Pass the file written by training, e.g. "
-            f"runs/<preset>/checkpoints/best.pt (run notebooks/03_training.ipynb to make it)."
-        )
-    try:
-        return load_model(path, device=device)
-    except CheckpointError:
-        raise
-    except Exception as err:  # wrong keys/shapes, a prior checkpoint, a foreign file ...
-        raise CheckpointError(
-            f"{path} is not a VQ-VAE checkpoint this library can load ({type(err).__name__}: "
-            f"{err}). Pass a file written by vqvae_lib.train (runs/<preset>/checkpoints/best.pt), "
-            f"not a prior checkpoint or a file from another code base."
-        ) from err
 
 
 # ------------------------------------------------------------------------------------------
 # reconstruction and scoring
 # ------------------------------------------------------------------------------------------
-@torch.no_grad()
-def reconstruct(model, images: torch.Tensor, batch_size: int = 64,
-                device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """Encode -> quantise -> decode ``images`` (N, 1, H, W) in [0, 1], batch by batch.
-
-    Returns ``(recons (N, 1, H, W) float in [0, 1], codes (N, h, w) long)``, both on the CPU.
-    Reconstructions are clamped to [0, 1]: that is the image one would store or display.
-    """
-    model.eval()
-    recons, codes = [], []
-    for i in range(0, len(images), batch_size):
-        x = images[i:i + batch_size].to(device, non_blocking=True)          # (B, 1, H, W)
-        c = model.encode(x)                                                  # (B, h, w)
-        y = model.decode_codes(c).float().clamp(0, 1)                        # (B, 1, H, W)
-        recons.append(y.cpu())
-        codes.append(c.cpu())
-    return torch.cat(recons), torch.cat(codes)
-
-
 @torch.no_grad()
 def score_images(originals: torch.Tensor, recons: torch.Tensor,
                  batch_size: int = 256) -> dict[str, np.ndarray]:
@@ -193,7 +140,7 @@ def ssim_components(x: np.ndarray, y: np.ndarray, data_range: float = 1.0,
 @torch.no_grad()
 def per_tissue_errors(originals: torch.Tensor, recons: torch.Tensor,
                       masks: torch.Tensor) -> dict[str, dict[str, float]]:
-    """Error inside each tissue class of the segmentation masks (0..3, see ``TISSUES``).
+    """Error inside each tissue class of the segmentation masks (0..3, see ``common.TISSUE_NAMES``).
 
     For each class: pixel share, mean absolute error, RMSE, and the mean of the full-size
     Gaussian SSIM map over that class's pixels ("where do the bad windows sit?").
@@ -203,7 +150,7 @@ def per_tissue_errors(originals: torch.Tensor, recons: torch.Tensor,
                       for i in range(0, len(originals), 256)]).double()     # (N, H, W)
     masks = masks.long()
     out = {}
-    for label, name in enumerate(TISSUES):
+    for label, name in enumerate(TISSUE_NAMES):
         sel = masks == label
         n = int(sel.sum())
         if n == 0:
@@ -336,13 +283,13 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, split: str = "test",
     files go to ``out_dir`` or the checkpoint's run folder; ``cache_dir`` is passed to
     ``data.load_split`` (default ``data/cache``).
     """
-    from .session import pick_device
+    from ..session import pick_device
 
     t0 = time.time()
     dev = pick_device(device)
-    model, cfg, ckpt = load_trained_model(checkpoint, device=dev)   # fail fast, before the data
+    model, cfg, ckpt = load_model(checkpoint, device=dev)   # fail fast, before the data
 
-    from .data import load_split
+    from ..data.slices import load_split
 
     full = load_split(split, data_dir, size=cfg.image_size, masks=True, cache_dir=cache_dir,
                       verbose=verbose)
@@ -412,7 +359,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

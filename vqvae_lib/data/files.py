@@ -28,10 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
+from ..common import MASK_VALUES, SPLITS, progress
+from ..errors import DataError
 
-SPLITS = ("train", "validate", "test")
-MASK_VALUES = (0, 85, 170, 255)
 IMAGE_RE = re.compile(r"^case_(?P<subject>.+?)_slice_(?P<slice>\d+)(?:\.nii)?\.png$", re.I)
 MASK_RE = re.compile(r"^seg_(?P<subject>.+?)_slice_(?P<slice>\d+)(?:\.nii)?\.png$", re.I)
 
@@ -43,7 +42,7 @@ class DataWarning(UserWarning):
 # ----------------------------------------------------------------------------------------
 # Listing and pairing files
 # ----------------------------------------------------------------------------------------
-def _pngs(folder: Path) -> tuple[list[Path], list[Path]]:
+def find_pngs(folder: Path) -> tuple[list[Path], list[Path]]:
     """(PNG files, other visible files) in ``folder``, sorted by name."""
     pngs, stray = [], []
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
@@ -64,7 +63,7 @@ def split_subjects(subjects, seed: int = 0, fractions=(0.8, 0.1, 0.1)) -> dict[s
     return {s: sorted(ids[i] for i in p) for s, p in zip(SPLITS, parts, strict=True)}
 
 
-def _parse(path: Path, pattern: re.Pattern, unparsed: list) -> tuple[str, int]:
+def parse_name(path: Path, pattern: re.Pattern, unparsed: list) -> tuple[str, int]:
     m = pattern.match(path.name)
     if m:
         return m["subject"], int(m["slice"])
@@ -81,30 +80,30 @@ def list_split(root: Path, split: str, source: str,
         if not img_dir.is_dir():
             raise DataError(f"Split folder {img_dir} is missing. The course layout has "
                             "keras_png_slices_{train,validate,test}; restore it from the zip.")
-        images, s1 = _pngs(img_dir)
-        masks, s2 = _pngs(seg_dir) if masks and seg_dir.is_dir() else (None, [])
+        images, s1 = find_pngs(img_dir)
+        masks, s2 = find_pngs(seg_dir) if masks and seg_dir.is_dir() else (None, [])
         stray += s1 + s2
         if not images:
             raise DataError(f"Split folder {img_dir} contains no PNG images. Copy its "
                             "case_<id>_slice_<n>.nii.png files there (or re-unpack the zip).")
     else:                                    # plain folder: split by subject, deterministically
-        everything, stray = _pngs(root)
+        everything, stray = find_pngs(root)
         images = [p for p in everything if not MASK_RE.match(p.name)]
         masks = [p for p in everything if MASK_RE.match(p.name)] if masks else None
         seg_dir = root
-        keep = set(split_subjects([_parse(p, IMAGE_RE, [])[0] for p in images])[split])
-        images = [p for p in images if _parse(p, IMAGE_RE, [])[0] in keep]
+        keep = set(split_subjects([parse_name(p, IMAGE_RE, [])[0] for p in images])[split])
+        images = [p for p in images if parse_name(p, IMAGE_RE, [])[0] in keep]
         if not images:
             raise DataError(f"{root} has too few subjects for a '{split}' split (need >= 3 "
                             "subjects, named case_<id>_slice_<n>.png).")
         if masks:
-            masks = [p for p in masks if _parse(p, MASK_RE, [])[0] in keep]
+            masks = [p for p in masks if parse_name(p, MASK_RE, [])[0] in keep]
     if stray:
         warnings.warn(f"data: skipped {len(stray)} non-PNG file(s), e.g. {stray[0]}",
                       DataWarning, stacklevel=3)
     keyed = {}
     for p in images:
-        keyed[_parse(p, IMAGE_RE, unparsed)] = p
+        keyed[parse_name(p, IMAGE_RE, unparsed)] = p
     if unparsed:
         warnings.warn(f"data: {len(unparsed)} image name(s) do not match case_<id>_slice_<n>.nii.png,"
                       f" e.g. {unparsed[0]}; each such file counts as its own subject.",
@@ -112,7 +111,7 @@ def list_split(root: Path, split: str, source: str,
     keys = sorted(keyed, key=lambda k: (k[0], k[1]))
     if not masks:                            # no seg folder, an empty one, or masks=False
         return [keyed[k] for k in keys], None
-    mask_of = {_parse(p, MASK_RE, []): p for p in masks}
+    mask_of = {parse_name(p, MASK_RE, []): p for p in masks}
     for k, p in mask_of.items():
         if k not in keyed:
             raise DataError(f"Mask {p} has no image (expected case_{k[0]}_slice_{k[1]}.nii.png in "
@@ -178,7 +177,7 @@ def read_image(path, size=None) -> np.ndarray:
     """One slice as (H, W) uint8 (converted to 8-bit grey; resized if ``size`` is given)."""
     with _open(Path(path)) as im:
         a, _ = _gray8(im, Path(path))
-    return resize_image(a, _pair(size)) if size else a
+    return resize_image(a, as_size(size)) if size else a
 
 
 def read_mask(path, size=None) -> np.ndarray:
@@ -196,24 +195,20 @@ def read_mask(path, size=None) -> np.ndarray:
         raise DataError(f"Mask {path} has values {bad} besides 0/85/170/255 (background, CSF, grey, "
                         "white matter). Was it resized with interpolation or saved as JPEG? Export "
                         "it again with nearest-neighbour resampling, or delete it and its image.")
-    return resize_mask(labels, _pair(size)) if size else labels
+    return resize_mask(labels, as_size(size)) if size else labels
 
 
-def _pair(size) -> tuple[int, int]:
+def as_size(size) -> tuple[int, int]:
     return (int(size), int(size)) if np.isscalar(size) else tuple(int(s) for s in size)
 
 
-def _decode_all(paths, size, kind: str, desc: str, verbose: bool):
+def decode_all(paths, size, kind: str, desc: str, verbose: bool):
     """Decode ``paths`` with threads (PIL releases the GIL) -> (N, H, W) uint8, shapes, notes.
 
     With a requested ``size`` every slice is written straight into one preallocated array
     (no second copy of the split in memory); otherwise slices of an unusual size are resized
     to the most common one.
     """
-    from tqdm.auto import tqdm
-
-    from .session import quiet
-
     out = np.empty((len(paths), *size), np.uint8) if size else [None] * len(paths)
 
     def one(i):
@@ -229,8 +224,8 @@ def _decode_all(paths, size, kind: str, desc: str, verbose: bool):
 
     workers = min(4, os.cpu_count() or 1)
     with ThreadPoolExecutor(workers) as pool:
-        res = list(tqdm(pool.map(one, range(len(paths))), total=len(paths), desc=desc,
-                        leave=False, disable=quiet() or not verbose, mininterval=1.0))
+        res = list(progress(pool.map(one, range(len(paths))), total=len(paths), desc=desc,
+                            leave=False, disable=not verbose, mininterval=1.0))
     shapes, notes = [r[0] for r in res], [r[1] for r in res]
     usual = Counter(shapes).most_common(1)[0][0]
     odd = [p for p, s in zip(paths, shapes, strict=True) if s != usual]

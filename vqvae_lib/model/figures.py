@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from matplotlib.patches import FancyBboxPatch, Rectangle
 
-from .config import get_config
-from .metrics import bits_per_pixel
-from .model import VQVAE, ResidualStack, receptive_field
+from ..config import get_config
+from ..metrics import bits_per_pixel
 from .quantizers import VectorQuantizer, VectorQuantizerEMA
+from .vqvae import VQVAE, ResidualStack, receptive_field
 
 ENC, QUANT, DEC = "#4C72B0", "#DD8452", "#55A868"
 

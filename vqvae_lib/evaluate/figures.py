@@ -12,8 +12,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from .plotting import save_figure  # noqa: F401  (re-exported: notebooks call it from here)
-
 GREY = dict(cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
 ERROR = dict(cmap="magma", vmin=0.0, interpolation="nearest")
 SSIM_CMAP = dict(cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")

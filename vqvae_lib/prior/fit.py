@@ -24,35 +24,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import find_checkpoint, load_checkpoint, load_model, save_checkpoint
-from .config import PRESETS, Config, get_config
-from .errors import CheckpointError
-from .metrics import code_entropy
-from .prior import GatedPixelCNN, build_prior
-from .session import pick_device, quiet, seed_everything
+from ..checkpoint import find_checkpoint, load_checkpoint, load_model, save_checkpoint
+from ..common import evenly_spaced
+from ..config import PRESETS, Config, get_config
+from ..errors import CheckpointError
+from ..metrics import code_entropy
+from ..model.inference import decode, encode
+from ..session import pick_device, quiet, seed_everything
+from .model import GatedPixelCNN, build_prior
 
 
 def _file_hash(path: Path) -> str:
     return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:16]
 
 
-@torch.no_grad()
-def extract_codes(vqvae, images: torch.Tensor, device, batch_size: int = 64) -> torch.Tensor:
-    """Encode ``(N, 1, H, W)`` images in [0, 1] to ``(N, h, w)`` long codes (on the CPU)."""
-    out = [vqvae.encode(images[i:i + batch_size].to(device)).cpu()
-           for i in range(0, len(images), batch_size)]
-    return torch.cat(out)
-
-
-def _cap(n: int, limit: int) -> np.ndarray:
-    """Indices of at most ``limit`` items spread evenly over ``n`` (0 = no limit)."""
-    return np.arange(n) if limit <= 0 or limit >= n else np.linspace(0, n - 1, limit).round().astype(int)
-
-
 def split_codes(vqvae, checkpoint: Path, cfg: Config, split: str, data_dir=None, run_dir=None,
                 device="cpu", refresh: bool = False) -> dict:
     """``{"codes": (N, h, w) long, "slice_index": (N,) long}`` for one split, cached per checkpoint."""
-    from .data import load_split, resolve_data_dir
+    from ..data.slices import load_split, resolve_data_dir
 
     limit = cfg.max_train_images if split == "train" else cfg.max_eval_images
     cache = Path(run_dir) / "prior" / f"codes_{split}.pt" if run_dir else None
@@ -62,9 +51,9 @@ def split_codes(vqvae, checkpoint: Path, cfg: Config, split: str, data_dir=None,
         if blob.get("key") == key:
             return {"codes": blob["codes"].long(), "slice_index": blob["slice_index"].long()}
     slices = load_split(split, data_dir, size=cfg.image_size, masks=False, verbose=False)
-    keep = _cap(len(slices.images), limit)
+    keep = evenly_spaced(len(slices.images), limit)
     images = slices.tensors()[torch.as_tensor(keep)]  # (N, 1, H, W)
-    codes = extract_codes(vqvae, images, device)
+    codes = encode(vqvae, images, device=device)
     blob = {"key": key, "codes": codes.to(torch.int16),
             "slice_index": torch.as_tensor(np.asarray(slices.slice_index)[keep], dtype=torch.long)}
     if cache is not None:
@@ -286,13 +275,6 @@ def train_or_load_prior(checkpoint, data_dir=None, run_dir=None, device=None, re
     return train_prior(checkpoint, data_dir, run_dir, device, verbose, **overrides)
 
 
-@torch.no_grad()
-def decode(vqvae, codes: torch.Tensor, device="cpu", batch_size: int = 64) -> torch.Tensor:
-    """Decode ``(N, h, w)`` codes to ``(N, 1, H, W)`` images in [0, 1] on the CPU."""
-    return torch.cat([vqvae.decode_codes(codes[i:i + batch_size].to(device)).clamp(0, 1).cpu()
-                      for i in range(0, len(codes), batch_size)])
-
-
 def nearest_neighbours(queries: torch.Tensor, references: torch.Tensor, chunk: int = 512):
     """For each query image (n, 1, H, W) the closest reference (N, 1, H, W) by pixel MSE.
     Returns (indices (n,), mse (n,))."""
@@ -318,7 +300,7 @@ def novelty(vqvae, images: torch.Tensor, codes: torch.Tensor, train_images: torc
     any two slices share a good part of their grid).
     """
     index, mse = nearest_neighbours(images, train_images)
-    nn_codes = extract_codes(vqvae, train_images[index], device)
+    nn_codes = encode(vqvae, train_images[index], device=device)
     shared = (nn_codes == codes.cpu()).float().flatten(1).mean(1)
     return {"index": index, "mse": mse, "shared": shared}
 
@@ -353,7 +335,7 @@ def main(argv=None) -> None:
         return
     if rest:
         p.error(f"unrecognised arguments: {rest}")
-    from .prior_plots import save_image_grid
+    from .figures import save_image_grid
 
     device = torch.device(args.device) if args.device else pick_device()
     prior, ckpt = load_prior(args.prior, device)
@@ -363,7 +345,7 @@ def main(argv=None) -> None:
     t0 = time.perf_counter()
     codes = prior.sample(args.n, tuple(ckpt["extra"]["latent_shape"]), args.temperature,
                          y=args.label, generator=gen, progress=not quiet())
-    images = decode(vqvae, codes, device)
+    images = decode(vqvae, codes, device=device)
     out = Path(args.out) if args.out else (Path(args.prior).resolve().parent.parent / "figures"
                                           / f"prior_samples_T{args.temperature:g}.png")
     save_image_grid(images, out, title=f"{args.n} samples from the prior, temperature {args.temperature:g}")

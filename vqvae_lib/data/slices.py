@@ -22,7 +22,7 @@ sizes, modification times) and the requested size: change, add or delete a PNG a
 is rebuilt. Writes go to a temporary name and are renamed, so a crash never leaves a
 half-written cache.
 
-**Imperfect files** (policy in ``data_io.py`` and ``docs/DATA.md``): RGB and 16-bit PNGs
+**Imperfect files** (policy in ``files.py`` and ``docs/DATA.md``): RGB and 16-bit PNGs
 are converted to 8-bit grey and odd-sized images resized, each with a ``DataWarning``; a file
 that cannot be used (corrupt PNG, bad mask values, a mask without its image, an empty split
 folder, a missing data folder) raises ``DataError`` naming the file and the fix.
@@ -39,26 +39,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .data_io import (  # noqa: F401  (re-exported: the public API of vqvae_lib.data)
-    IMAGE_RE,
-    MASK_RE,
-    MASK_VALUES,
-    SPLITS,
-    DataWarning,
-    _decode_all,
-    _pair,
-    _parse,
-    _pngs,
-    list_split,
-    read_image,
-    read_mask,
-    resize_image,
-    resize_mask,
-    split_subjects,
-)
-from .errors import DataError
+from ..common import SPLITS
+from ..errors import DataError
+from .files import IMAGE_RE, DataWarning, as_size, decode_all, find_pngs, list_split, parse_name
 
-TISSUES = ("background", "CSF", "grey matter", "white matter")
 LAYOUT_DIR = "keras_png_slices_data"
 DEMO_MANIFEST = "demo_manifest.json"
 CACHE_VERSION = 1
@@ -135,7 +119,7 @@ def resolve_data_dir(data_dir=None) -> tuple[Path, str]:
     ``source`` is ``"demo"`` for the synthetic set, ``"oasis"`` for a folder in the course
     layout and ``"custom"`` for a plain folder of PNGs.
     """
-    from .paths import data_root
+    from ..paths import data_root
 
     origin = "data_dir argument"
     if data_dir is None and os.environ.get("VQVAE_DATA_DIR"):
@@ -164,7 +148,7 @@ def resolve_data_dir(data_dir=None) -> tuple[Path, str]:
         return root, "demo"
     if _has_splits(root):
         return root, "oasis"
-    if not _pngs(root)[0]:
+    if not find_pngs(root)[0]:
         raise DataError(f"{given} holds neither the OASIS split folders "
                         f"({LAYOUT_DIR}/keras_png_slices_train, ...) nor PNG images. Unpack the "
                         "course zip there, or point data_dir / $VQVAE_DATA_DIR elsewhere.")
@@ -217,7 +201,7 @@ def _load_array(kind, split, root, paths, size, cache_dir, use_cache, verbose):
         cached = _cache_load(file, len(paths))
         if cached is not None:
             return cached, True, None
-    array, shapes, notes = _decode_all(paths, size, kind.rstrip("s"), f"decoding {split} {kind}",
+    array, shapes, notes = decode_all(paths, size, kind.rstrip("s"), f"decoding {split} {kind}",
                                        verbose)
     converted = [(p, n) for p, n in zip(paths, notes, strict=True) if n]
     if converted:
@@ -239,13 +223,13 @@ def load_split(split: str, data_dir=None, size=None, masks: bool = True, cache_d
     ``masks``: also load the tissue masks (None in the result if the split has none).
     Prints one line ``data: <split> ...`` saying what was loaded, from where, and the source.
     """
-    from .paths import default_cache_dir
+    from ..paths import default_cache_dir
 
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     t0 = time.perf_counter()
     root, source = resolve_data_dir(data_dir)
-    size = _pair(size) if size else None
+    size = as_size(size) if size else None
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     image_paths, mask_paths = list_split(root, split, source, masks=masks)
     images, hit, img_shapes = _load_array("images", split, root, image_paths, size, cache_dir,
@@ -261,7 +245,7 @@ def load_split(split: str, data_dir=None, size=None, masks: bool = True, cache_d
                 if a != b:
                     raise DataError(f"Mask {mp} is {b[0]}x{b[1]} but its image {ip} is "
                                     f"{a[0]}x{a[1]}: they do not belong together. Replace one.")
-    subjects, slices = zip(*(_parse(p, IMAGE_RE, []) for p in image_paths), strict=True)
+    subjects, slices = zip(*(parse_name(p, IMAGE_RE, []) for p in image_paths), strict=True)
     out = SliceSet(images=images, masks=labels, subjects=np.array(subjects),
                    slice_index=np.array(slices, dtype=np.int64),
                    paths=[str(p) for p in image_paths], split=split, source=source, root=root,

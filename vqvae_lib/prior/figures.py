@@ -11,7 +11,7 @@ import torch
 from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
 
-from .prior import GatedPixelCNN, plain_pixelcnn, receptive_field
+from .model import GatedPixelCNN, plain_pixelcnn, receptive_field
 
 
 def _save(fig, path):

@@ -14,9 +14,8 @@ import numpy as np
 import torch
 from matplotlib.ticker import MaxNLocator
 
-from .metrics import ssim
-from .paths import figure_dir
-from .plotting import save_figure  # noqa: F401  (re-exported: notebooks call it from here)
+from ..metrics import ssim
+from ..paths import figure_dir
 
 SSIM_TARGETS = {"cpu": 0.93, "gpu": 0.93}      # the budgets in the README (test SSIM)
 

@@ -49,13 +49,13 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .checkpoint import config_from_checkpoint, load_checkpoint, save_checkpoint
-from .config import Config, get_config
-from .errors import CheckpointError, TrainingError
-from .model import build_model
-from .paths import checkpoint_dir, run_dir_for
-from .session import pick_device, quiet, seed_everything
-from .train_utils import (
+from ..checkpoint import config_from_checkpoint, load_checkpoint, save_checkpoint
+from ..config import Config, get_config
+from ..errors import CheckpointError, TrainingError
+from ..model.vqvae import build_model
+from ..paths import checkpoint_dir, run_dir_for
+from ..session import pick_device, quiet, seed_everything
+from .utils import (
     History,
     augment_batch,
     decode_pngs,
@@ -141,7 +141,9 @@ class Trainer:
             progress.write(msg)
 
     def _load_data(self) -> None:
-        from .data import load_split  # local import: data pulls in PIL and the cache machinery
+        from ..data.slices import (
+            load_split,  # local import: data pulls in PIL and the cache machinery
+        )
 
         cfg = self.cfg
         if self.distributed and not self.is_main:
@@ -370,7 +372,7 @@ class Trainer:
 
     # ---- the loop -----------------------------------------------------------------------------
     def fit(self, resume: bool = False) -> TrainResult:
-        from .training_plots import save_recon_grid, save_training_figures
+        from .figures import save_recon_grid, save_training_figures
 
         cfg = self.cfg
         self._load_data()
@@ -566,7 +568,3 @@ def main(argv: list[str] | None = None) -> int:
         if dist.is_initialized():
             dist.destroy_process_group()
     return 0 if result.stopped != "interrupted" else 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

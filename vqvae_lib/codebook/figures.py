@@ -2,21 +2,19 @@
 (slice, code, code swap) that the widgets in ``codebook_widgets`` redraw interactively.
 
 Every ``*_figure`` function returns a matplotlib ``Figure`` and saves nothing; the notebook
-saves it with ``save_figure``. The widget views call the very same functions, so the static
+saves it with ``viz.show``. The widget views call the very same functions, so the static
 figure in an executed notebook shows exactly what the slider shows at that position.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 from matplotlib.colors import ListedColormap, hsv_to_rgb
 from matplotlib.figure import Figure
 
-from .codebook import TISSUE_NAMES, CodebookAnalysis, pairwise_distances, pca_2d, swap_effect
-
-TISSUE_COLORS = ("#222222", "#3b8bd4", "#e08a2c", "#e8e4d8")   # background, CSF, grey, white
+from ..common import TISSUE_COLORS, TISSUE_NAMES
+from ..viz import show_image
+from .analysis import CodebookAnalysis, pairwise_distances, pca_2d, swap_effect
 
 
 def code_colormap(codebook_size: int, seed: int = 0) -> ListedColormap:
@@ -26,36 +24,6 @@ def code_colormap(codebook_size: int, seed: int = 0) -> ListedColormap:
                     rng.uniform(0.45, 0.95, codebook_size),
                     rng.uniform(0.65, 1.0, codebook_size)], axis=1)
     return ListedColormap(hsv_to_rgb(hsv), name=f"codes{codebook_size}")
-
-
-def save_figure(fig: Figure, run_dir_figures: Path, name: str) -> Path:
-    """Save ``fig`` as ``<figures>/<name>.png`` (150 dpi) and return the path."""
-    path = Path(run_dir_figures) / f"{name}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150, bbox_inches="tight")
-    return path
-
-
-def show_figure(fig: Figure, figures_dir: Path, name: str) -> Path:
-    """Save ``fig`` as PNG under ``figures_dir`` and display that PNG in the notebook (the
-    same picture a reader finds on disk; works without any matplotlib backend set-up)."""
-    path = save_figure(fig, figures_dir, name)
-    try:
-        from IPython.display import Image, display
-
-        display(Image(filename=str(path)))
-    except ImportError:                       # plain Python: the file is the output
-        print(f"saved {path}")
-    return path
-
-
-def _show_image(ax, img, title=None, **kw):
-    ax.imshow(np.asarray(img), cmap=kw.pop("cmap", "gray"), vmin=kw.pop("vmin", 0),
-              vmax=kw.pop("vmax", 1), interpolation="nearest", **kw)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if title:
-        ax.set_title(title, fontsize=9)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,15 +134,15 @@ def tissue_figure(A: CodebookAnalysis, top: int = 48) -> Figure:
 # ---------------------------------------------------------------------------------------------
 def draw_slice_view(axes, A: CodebookAnalysis, index: int, cmap=None) -> None:
     """Slice | reconstruction | code map of slice ``index`` on three axes."""
-    from .metrics import psnr
+    from ..metrics import psnr
 
     img, rec, codes = A.images[index, 0], A.recons[index, 0], A.codes[index]
     cmap = cmap or code_colormap(A.codebook_size)
     n_codes = len(np.unique(codes.numpy()))
     p = float(psnr(rec[None, None], img[None, None]))
-    _show_image(axes[0], img, A.title(index))
-    _show_image(axes[1], rec, f"reconstruction ({p:.1f} dB PSNR)")
-    _show_image(axes[2], codes, f"code map {tuple(codes.shape)}: {n_codes} codes",
+    show_image(axes[0], img, A.title(index))
+    show_image(axes[1], rec, f"reconstruction ({p:.1f} dB PSNR)")
+    show_image(axes[2], codes, f"code map {tuple(codes.shape)}: {n_codes} codes",
                 cmap=cmap, vmin=-0.5, vmax=A.codebook_size - 0.5)
 
 
@@ -199,7 +167,7 @@ def code_view_figure(A: CodebookAnalysis, code: int, n_slices: int = 4,
                      n_patches: int = 8) -> Figure:
     """Everything about one code: where it occurs (red), usage, tissue mix, decoded appearance,
     and image patches where it is used."""
-    from .codebook import code_patches
+    from .analysis import code_patches
 
     fig = Figure(figsize=(11, 6.2), layout="constrained")
     grid = fig.add_gridspec(3, max(n_slices, 4), height_ratios=[1.25, 1.0, 0.55])
@@ -225,7 +193,7 @@ def code_view_figure(A: CodebookAnalysis, code: int, n_slices: int = 4,
         overlay = np.zeros((*hit.shape, 4))
         overlay[..., 0], overlay[..., 3] = 1.0, 0.55 * hit
         n_hit = int(hit.sum())
-        _show_image(ax, A.images[i, 0], f"#{i}: {n_hit} cell{'s' if n_hit > 1 else ''}")
+        show_image(ax, A.images[i, 0], f"#{i}: {n_hit} cell{'s' if n_hit > 1 else ''}")
         H = A.images.shape[-1]
         ax.imshow(overlay, extent=(-0.5, H - 0.5, H - 0.5, -0.5), interpolation="nearest")
     ax_t = fig.add_subplot(grid[1, :2])
@@ -240,7 +208,7 @@ def code_view_figure(A: CodebookAnalysis, code: int, n_slices: int = 4,
         ax_t.axis("off")
         ax_t.set_title("no tissue data" if A.tissue is None else "never used", fontsize=9)
     ax_d = fig.add_subplot(grid[1, 2])
-    _show_image(ax_d, A.decoded(code), "decoded: map filled\nwith this code")
+    show_image(ax_d, A.decoded(code), "decoded: map filled\nwith this code")
     ax_v = fig.add_subplot(grid[1, 3])
     ax_v.bar(np.arange(u.codebook_size), u.counts[u.order], width=1.0, color="#bbbbbb")
     ax_v.bar(rank - 1, u.counts[code], width=max(u.codebook_size / 60, 1), color="#d62728")
@@ -250,7 +218,7 @@ def code_view_figure(A: CodebookAnalysis, code: int, n_slices: int = 4,
     for j in range(n_patches):
         ax = fig.add_subplot(sub[0, j])
         if j < len(patches):
-            _show_image(ax, patches[j], f"#{locs[j][0]} ({locs[j][1]},{locs[j][2]})")
+            show_image(ax, patches[j], f"#{locs[j][0]} ({locs[j][1]},{locs[j][2]})")
             c = patches.shape[-1] / 2 - 0.5
             ax.add_patch(_square(c, f))
         else:
@@ -271,12 +239,12 @@ def swap_view_figure(A: CodebookAnalysis, index: int, code_a: int, code_b: int) 
     fig = Figure(figsize=(11, 3.2), layout="constrained")
     axes = fig.subplots(1, 4)
     H = before.shape[-1]
-    _show_image(axes[0], A.images[index, 0], A.title(index))
-    _show_image(axes[1], before, "decoded code map")
-    _show_image(axes[2], after, f"code {code_a} -> {code_b} ({int(changed.sum())} cells)")
+    show_image(axes[0], A.images[index, 0], A.title(index))
+    show_image(axes[1], before, "decoded code map")
+    show_image(axes[2], after, f"code {code_a} -> {code_b} ({int(changed.sum())} cells)")
     diff = np.abs(after - before)
     vmax = max(float(diff.max()), 1e-3)
-    _show_image(axes[3], diff, f"|change| (max {vmax:.2f})", cmap="magma", vmax=vmax)
+    show_image(axes[3], diff, f"|change| (max {vmax:.2f})", cmap="magma", vmax=vmax)
     edge = np.zeros((*changed.shape, 4))
     edge[..., 1], edge[..., 3] = 1.0, 0.35 * changed
     axes[0].imshow(edge, extent=(-0.5, H - 0.5, H - 0.5, -0.5), interpolation="nearest")

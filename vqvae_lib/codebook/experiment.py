@@ -27,9 +27,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .codebook import codebook_usage, encode_decode
-from .config import Config
-from .session import quiet
+from ..config import Config
+from ..model.inference import reconstruct
+from ..session import quiet
+from .analysis import codebook_usage
 
 VARIANTS: dict[str, dict] = {
     "loss": dict(quantizer="loss", kmeans_init=False, dead_code_steps=0),
@@ -80,8 +81,8 @@ def run_experiment(cfg: Config, train_images: torch.Tensor, val_images: torch.Te
     schedule, no augmentation; ``restart_after`` replaces ``cfg.dead_code_steps`` for variants
     that do not set it (short runs need a short patience).
     """
-    from .metrics import ssim
-    from .model import build_model
+    from ..metrics import ssim
+    from ..model.vqvae import build_model
 
     variants = {name: {"dead_code_steps": restart_after, **v}
                 for name, v in (variants or VARIANTS).items()}
@@ -118,7 +119,7 @@ def run_experiment(cfg: Config, train_images: torch.Tensor, val_images: torch.Te
         if time.perf_counter() - start > 60.0 * minutes:
             break
     for run, model in zip(runs, models, strict=True):
-        codes, recons = encode_decode(model, val_images, device=device)
+        recons, codes = reconstruct(model, val_images, device=device)
         usage = codebook_usage(codes, cfg.codebook_size)
         run.val_ssim = float(ssim(recons, val_images.cpu()).mean())
         run.val_used, run.val_perplexity = usage.used, usage.perplexity
@@ -132,7 +133,7 @@ def run_experiment(cfg: Config, train_images: torch.Tensor, val_images: torch.Te
 def experiment_data(cfg: Config, data_dir=None, max_train: int = 4096, max_val: int = 256):
     """Training and validation slices at the experiment's resolution, as (N, 1, H, W) tensors.
     Validation slices are taken evenly spaced across the split (all subjects)."""
-    from .data import load_split
+    from ..data.slices import load_split
 
     cap = cfg.max_train_images or max_train
     train = load_split("train", data_dir, size=cfg.image_size, masks=False, verbose=False)

@@ -1,89 +1,20 @@
-"""Figure helpers: image grids, tissue overlays, and the data-exploration figures of notebook 01.
+"""The data-exploration figures of notebook 01: splits, intensities, tissue overlays, subjects.
 
-Every function returns a matplotlib ``Figure`` and draws nothing else; ``save_figure`` writes
-it to ``<run_dir>/figures/<name>.png`` so readers of an executed notebook can open the PNGs.
-Images may be torch tensors or numpy arrays, (N, 1, H, W), (N, H, W) or (H, W), uint8 (0..255)
-or float (0..1). Slices are shown as stored: the front of the head at the left.
+Every function returns a matplotlib ``Figure`` and saves nothing (``viz.save_figure`` /
+``viz.show`` do). Slices are shown as stored: the front of the head at the left.
 """
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 
-TISSUE_NAMES = ("background", "CSF", "grey matter", "white matter")
-TISSUE_COLORS = ("#000000", "#1f77b4", "#ff7f0e", "#2ca02c")   # label 0..3
+from ..common import TISSUE_COLORS, TISSUE_NAMES, evenly_spaced
+from ..viz import _grid, mask_to_rgba, tissue_legend, to_images
+
 SPLIT_COLORS = {"train": "#4c72b0", "validate": "#dd8452", "test": "#55a868"}
-
-
-# ----------------------------------------------------------------------------------------
-# General helpers
-# ----------------------------------------------------------------------------------------
-def to_images(x) -> np.ndarray:
-    """Anything image-like -> float numpy (N, H, W) in [0, 1]."""
-    if hasattr(x, "detach"):
-        x = x.detach().float().cpu().numpy()
-    a = np.asarray(x)
-    if a.dtype == np.uint8:
-        a = a.astype(np.float32) / 255.0
-    if a.ndim == 2:
-        a = a[None]
-    if a.ndim == 4:
-        a = a[:, 0]                                                        # (N, 1, H, W) -> (N, H, W)
-    return np.clip(a.astype(np.float32), 0.0, 1.0)
-
-
-def save_figure(fig: Figure, run_dir: str | os.PathLike, name: str, dpi: int = 110) -> Path:
-    """Write ``fig`` to ``<run_dir>/figures/<name>.png`` and return the path."""
-    from .paths import figure_dir
-
-    path = figure_dir(run_dir) / f"{name}.png"
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    return path
-
-
-def _grid(n: int, ncol: int, cell: float, extra_h: float = 0.35):
-    ncol = max(1, min(ncol, n))
-    nrow = int(np.ceil(n / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(cell * ncol, (cell + extra_h) * nrow),
-                             squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    return fig, axes
-
-
-def image_grid(images, ncol: int = 8, titles=None, suptitle: str | None = None,
-               cell: float = 1.6, cmap: str = "gray") -> Figure:
-    """A grid of grey images with optional per-image titles."""
-    imgs = to_images(images)
-    fig, axes = _grid(len(imgs), ncol, cell)
-    for i, (ax, im) in enumerate(zip(axes.flat, imgs, strict=False)):
-        ax.imshow(im, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
-        if titles is not None:
-            ax.set_title(titles[i], fontsize=8)
-    if suptitle:
-        fig.suptitle(suptitle)
-    fig.tight_layout()
-    return fig
-
-
-def mask_to_rgba(mask, alpha: float = 0.45) -> np.ndarray:
-    """Labels (H, W) 0..3 -> RGBA (H, W, 4): tissue colours, transparent background."""
-    from matplotlib.colors import to_rgba
-
-    lut = np.array([to_rgba(c, 0.0 if i == 0 else alpha) for i, c in enumerate(TISSUE_COLORS)])
-    return lut[np.asarray(mask, dtype=np.int64)]
-
-
-def tissue_legend(fig_or_ax, loc="lower center", **kw):
-    handles = [Patch(color=c, label=n) for n, c in zip(TISSUE_NAMES[1:], TISSUE_COLORS[1:], strict=True)]
-    return fig_or_ax.legend(handles=handles, loc=loc, ncol=3, frameon=False, **kw)
 
 
 def overlay_masks(images, masks, titles=None, ncol: int = 3, alpha: float = 0.45,
@@ -108,18 +39,12 @@ def overlay_masks(images, masks, titles=None, ncol: int = 3, alpha: float = 0.45
     return fig
 
 
-# ----------------------------------------------------------------------------------------
-# Data exploration (notebook 01)
-# ----------------------------------------------------------------------------------------
-def _spread(n_total: int, k: int) -> np.ndarray:
-    return np.unique(np.linspace(0, n_total - 1, min(k, n_total)).round().astype(int))
-
 
 def varied_slices(s, k: int) -> np.ndarray:
     """``k`` slices from evenly spread subjects, going from the lowest to the highest level."""
     ids = np.unique(s.subjects)
     picks = []
-    for j, sid in enumerate(ids[_spread(len(ids), k)]):
+    for j, sid in enumerate(ids[evenly_spaced(len(ids), k)]):
         rows = np.nonzero(s.subjects == sid)[0]
         order = rows[np.argsort(s.slice_index[rows])]
         picks.append(order[int(round(j / max(k - 1, 1) * (len(order) - 1)))])
@@ -155,7 +80,7 @@ def intensity_histograms(sets: dict, max_images: int = 400) -> Figure:
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.6))
     bins = np.arange(257) - 0.5
     for name, s in sets.items():
-        x = s.images[_spread(len(s), max_images)].ravel()
+        x = s.images[evenly_spaced(len(s), max_images)].ravel()
         a.hist(x, bins=bins, histtype="step", density=True, color=SPLIT_COLORS.get(name), label=name)
     a.set_yscale("log")
     a.set(xlabel="pixel value (0..255)", ylabel="fraction of pixels (log)",
@@ -163,7 +88,7 @@ def intensity_histograms(sets: dict, max_images: int = 400) -> Figure:
     a.legend()
     train = sets.get("train", next(iter(sets.values())))
     if train.masks is not None:
-        idx = _spread(len(train), max_images)
+        idx = evenly_spaced(len(train), max_images)
         x, m = train.images[idx].ravel(), train.masks[idx].ravel()
         for label in (1, 2, 3):
             b.hist(x[m == label], bins=bins[::2], alpha=0.6, density=True,
@@ -220,7 +145,7 @@ def slices_per_subject(sets: dict) -> Figure:
 
 def split_table(sets: dict) -> list[dict]:
     """Rows for printing: slices, subjects and subject overlap with the other splits."""
-    from .data import subject_overlap
+    from .slices import subject_overlap
 
     overlap = subject_overlap(sets)
     rows = []

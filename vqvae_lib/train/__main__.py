@@ -1,0 +1,7 @@
+"""``python -m vqvae_lib.train --preset cpu [--resume] [--<field> value ...]`` (also under torchrun)."""
+
+import sys
+
+from .loop import main
+
+sys.exit(main())
