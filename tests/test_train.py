@@ -141,7 +141,7 @@ def test_cli_overrides():
 def test_two_process_ddp_with_gloo(data_dir, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "VQVAE_QUIET": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "vqvae_lib.train.loop", "--preset", "smoke", "--data-dir", str(data_dir),
+           "-m", "vqvae_lib.train", "--preset", "smoke", "--data-dir", str(data_dir),
            "--run-dir", str(tmp_path), "--device", "cpu", "--epochs", "2", "--batch-size", "4"]
     proc = subprocess.run(cmd, cwd=repo_root(), env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
