@@ -23,19 +23,14 @@ from typing import Any
 import torch
 
 from .common import atomic_write
-from .config import Config
+from .config import MODEL_FIELDS, Config
 from .errors import CheckpointError
 from .model.vqvae import VQVAE, build_model
 
 FORMAT = "vqvae_lib/1"
 REQUIRED_KEYS = ("config", "model")
 
-# Fields that change the shape or meaning of the weights: a checkpoint only fits a config
-# that agrees on all of them.
-ARCH_FIELDS = (
-    "in_channels", "hidden_channels", "res_channels", "n_res_blocks", "downsample", "norm",
-    "out_activation", "codebook_size", "code_dim", "quantizer", "cosine", "data_range",
-)
+ARCH_FIELDS = MODEL_FIELDS   # a checkpoint fits only a config that agrees on all of these
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:

@@ -10,6 +10,16 @@ Presets (``get_config(name, **overrides)``):
 * ``smoke`` -- tiny, for tests and CI (seconds).
 
 Every field can be overridden: ``get_config("cpu", epochs=3, lr=5e-4)``.
+
+The fields fall in two groups, kept apart on purpose (nanoGPT keeps ``GPTConfig`` apart from its
+training settings for the same reason):
+
+* **architecture** (``MODEL_FIELDS`` for the VQ-VAE, ``PRIOR_FIELDS`` for the prior): what a
+  checkpoint must carry to rebuild its network. A loaded model is always rebuilt from the
+  checkpoint's own values; the current preset never replaces them, and
+  :meth:`Config.for_checkpoint` refuses an override of one (a trained network cannot change shape).
+* **run settings** (everything else: data caps, optimisation, budget, hardware): how a run goes.
+  They may differ between the run that trained a model and the one that uses it.
 """
 
 from __future__ import annotations
@@ -23,13 +33,13 @@ from typing import Any
 class Config:
     preset: str = "cpu"
     # ---- data -------------------------------------------------------------------------
-    image_size: int = 128          # slices are resized to image_size x image_size
-    data_range: str = "01"         # "01": model sees [0, 1]; "pm1": model sees [-1, 1] (reference)
+    image_size: int = 128          # slices are resized to image_size x image_size   [architecture]
+    data_range: str = "01"         # "01": model sees [0, 1]; "pm1": [-1, 1] (reference) [architecture]
     max_train_images: int = 0      # 0 = all; >0 caps the training split (smoke runs)
     max_eval_images: int = 0       # 0 = all; >0 caps validation/test splits (smoke runs)
     augment: bool = False          # random flips/shifts on tensors, on the device
     decode_every_epoch: bool = False  # reference behaviour: decode the PNGs again each epoch
-    # ---- model ------------------------------------------------------------------------
+    # ---- model: architecture (MODEL_FIELDS) --------------------------------------------
     in_channels: int = 1
     hidden_channels: int = 128     # width of the encoder/decoder trunk
     res_channels: int = 64         # bottleneck width inside a residual block
@@ -37,7 +47,7 @@ class Config:
     downsample: int = 4            # 4 (two stride-2 convs, like the reference) or 8
     norm: str = "batch"            # "batch" | "group" | "none"
     out_activation: str = "none"   # "tanh" (reference) | "sigmoid" | "none"
-    # ---- quantizer --------------------------------------------------------------------
+    # ---- quantizer: codebook_size, code_dim, quantizer, cosine are architecture ---------
     codebook_size: int = 512       # K
     code_dim: int = 64             # D
     quantizer: str = "ema"         # "loss" (codebook + commitment loss) | "ema"
@@ -68,7 +78,7 @@ class Config:
     compile: bool = False          # torch.compile the model
     channels_last: bool = True     # on GPU only
     num_threads: int = 0           # torch CPU threads (0 = torch default)
-    # ---- prior (PixelCNN over codes) --------------------------------------------------
+    # ---- prior: prior_channels, prior_layers, prior_cond_bins are architecture ----------
     prior_channels: int = 64
     prior_layers: int = 8
     prior_epochs: int = 20
@@ -100,6 +110,48 @@ class Config:
 
     def replace(self, **overrides: Any) -> Config:
         return dataclasses.replace(self, **_coerce(self, overrides))
+
+    def architecture(self) -> dict[str, Any]:
+        """The VQ-VAE architecture fields (``MODEL_FIELDS``): what rebuilds the network."""
+        return {k: getattr(self, k) for k in MODEL_FIELDS}
+
+    def prior_architecture(self) -> dict[str, Any]:
+        """The prior's architecture fields (``PRIOR_FIELDS``)."""
+        return {k: getattr(self, k) for k in PRIOR_FIELDS}
+
+    def run_settings(self) -> dict[str, Any]:
+        """Every field that is not architecture: how a run goes."""
+        arch = set(MODEL_FIELDS) | set(PRIOR_FIELDS)
+        return {k: v for k, v in self.to_dict().items() if k not in arch}
+
+    @classmethod
+    def for_checkpoint(cls, saved: dict[str, Any], **run_overrides: Any) -> Config:
+        """The config of a saved model, with run settings (never architecture) overridden.
+
+        Args:
+            saved: the config dictionary stored in a checkpoint.
+            **run_overrides: run settings to change, e.g. ``max_eval_images=0``.
+
+        Raises:
+            ValueError: an override names an architecture field.
+        """
+        frozen = sorted(set(run_overrides) & (set(MODEL_FIELDS) | set(PRIOR_FIELDS)))
+        if frozen:
+            raise ValueError(
+                f"{frozen} describe the trained network and come from its checkpoint; they cannot "
+                f"be overridden when loading it. Train a new model to change them.")
+        cfg = cls.from_dict(saved)
+        return cfg.replace(**run_overrides) if run_overrides else cfg
+
+
+MODEL_FIELDS: tuple[str, ...] = (
+    "image_size", "data_range", "in_channels", "hidden_channels", "res_channels", "n_res_blocks",
+    "downsample", "norm", "out_activation", "codebook_size", "code_dim", "quantizer", "cosine",
+)
+"""Fields that change the shape or meaning of the VQ-VAE's weights."""
+
+PRIOR_FIELDS: tuple[str, ...] = ("prior_channels", "prior_layers", "prior_cond_bins")
+"""Fields that change the shape or meaning of the prior's weights."""
 
 
 def _coerce(cfg: Config, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -145,7 +197,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cpu": dict(
         image_size=128, hidden_channels=64, res_channels=32, n_res_blocks=2, downsample=4,
         codebook_size=512, code_dim=64, quantizer="ema", kmeans_init=True,
-        dead_code_steps=100, ssim_weight=0.5, batch_size=16, lr=1.5e-3, epochs=30, max_minutes=9.5,
+        dead_code_steps=100, ssim_weight=0.5, batch_size=16, lr=1.5e-3, epochs=30, max_minutes=5.0,
         warmup_steps=100, prior_channels=64, prior_layers=8, prior_epochs=10,
         prior_max_minutes=4.5, prior_lr=2e-3, prior_batch_size=16,
     ),
