@@ -132,7 +132,7 @@ def test_missing_data_dir_from_environment_names_the_variable(tmp_path, monkeypa
 
 def test_no_data_anywhere_says_how_to_get_some(tmp_path, monkeypatch):
     monkeypatch.delenv("VQVAE_DATA_DIR", raising=False)
-    monkeypatch.setattr("vqvae_lib.paths.data_root", lambda: tmp_path / "data")
+    monkeypatch.setattr("vqvae_lib.data.slices.data_root", lambda: tmp_path / "data")
     with pytest.raises(DataError, match=r"make data.*oasis"):
         D.resolve_data_dir()
 

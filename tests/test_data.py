@@ -13,7 +13,7 @@ from PIL import Image
 
 from vqvae_lib import data as D
 from vqvae_lib.common import SPLITS
-from vqvae_lib.data import slices as slices_module
+from vqvae_lib.data import cache as cache_module
 from vqvae_lib.data.slices import DEMO_MANIFEST
 from vqvae_lib.errors import DataError
 
@@ -77,7 +77,7 @@ def test_subset_keeps_fields_aligned(oasis, cache):
 
 def test_resolve_order_argument_env_oasis_demo(tmp_path, monkeypatch):
     data_root = tmp_path / "data"
-    monkeypatch.setattr("vqvae_lib.paths.data_root", lambda: data_root)
+    monkeypatch.setattr("vqvae_lib.data.slices.data_root", lambda: data_root)
     monkeypatch.delenv("VQVAE_DATA_DIR", raising=False)
     demo = make_oasis(data_root / "demo")
     (demo / DEMO_MANIFEST).write_text("{}")
@@ -121,7 +121,7 @@ def test_cache_is_reused_without_decoding(oasis, cache, monkeypatch):
     def no_decoding(*a, **k):
         raise AssertionError("decoded PNGs although the cache is valid")
 
-    monkeypatch.setattr(slices_module, "decode_all", no_decoding)
+    monkeypatch.setattr(cache_module, "decode_all", no_decoding)
     second = load("train", oasis, cache, size=16)
     assert second.cache_hit
     np.testing.assert_array_equal(first.images, second.images)

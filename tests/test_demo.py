@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vqvae_lib.data import demo
+from vqvae_lib.data import anatomy, demo
 from vqvae_lib.data import slices as D
 
 
@@ -59,14 +59,14 @@ def test_slices_have_the_oasis_format(tiny):
 def test_front_of_head_is_at_the_left(monkeypatch):
     """Mark only the front of the template (MNI y > +30 mm, i.e. anterior) as brain: after the
     random pose and warps it must land in the left part of the image, like OASIS."""
-    vol, origin, levels = demo.load_template()
+    vol, origin, levels = anatomy.load_template()
     fake = vol.clone()
     y_mm = origin[1] + np.arange(vol.shape[3])                              # (Y,) mm
     front = torch.from_numpy(y_mm > 30).view(1, 1, 1, -1, 1).float()
     fake[:, 1:4] = 0
     fake[:, 2:4] = front * (vol[:, 3:4] > 0.5)                              # WM + brain there
-    monkeypatch.setattr(demo, "load_template", lambda: (fake, origin, levels))
-    _, masks = demo.make_subject(0, 3, n_slices=2)
+    monkeypatch.setattr(anatomy, "load_template", lambda: (fake, origin, levels))
+    _, masks = anatomy.make_subject(0, 3, n_slices=2)
     cols = np.nonzero(masks > 0)[2]
     assert len(cols) > 500 and np.percentile(cols, 99) < 110               # all in the left part
 

@@ -30,7 +30,6 @@ folder, a missing data folder) raises ``DataError`` naming the file and the fix.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 import warnings
@@ -41,11 +40,12 @@ import numpy as np
 
 from ..common import SPLITS
 from ..errors import DataError
-from .files import IMAGE_RE, DataWarning, as_size, decode_all, find_pngs, list_split, parse_name
+from ..paths import data_root, default_cache_dir
+from .cache import load_array
+from .files import IMAGE_RE, DataWarning, as_size, find_pngs, list_split, parse_name
 
 LAYOUT_DIR = "keras_png_slices_data"
 DEMO_MANIFEST = "demo_manifest.json"
-CACHE_VERSION = 1
 
 
 @dataclass
@@ -119,8 +119,6 @@ def resolve_data_dir(data_dir=None) -> tuple[Path, str]:
     ``source`` is ``"demo"`` for the synthetic set, ``"oasis"`` for a folder in the course
     layout and ``"custom"`` for a plain folder of PNGs.
     """
-    from ..paths import data_root
-
     origin = "data_dir argument"
     if data_dir is None and os.environ.get("VQVAE_DATA_DIR"):
         data_dir, origin = os.environ["VQVAE_DATA_DIR"], "$VQVAE_DATA_DIR"
@@ -156,63 +154,6 @@ def resolve_data_dir(data_dir=None) -> tuple[Path, str]:
 
 
 # ----------------------------------------------------------------------------------------
-# The uint8 cache
-# ----------------------------------------------------------------------------------------
-def _cache_file(cache_dir: Path, kind: str, split: str, root: Path, paths, size) -> Path:
-    """``<kind>-<split>-<size>-<root hash>-<files hash>.npy``: any file change -> new name."""
-    h = hashlib.sha1(f"v{CACHE_VERSION}|{kind}|{size}".encode())
-    for p in paths:
-        st = os.stat(p)
-        h.update(f"|{p.name}:{st.st_size}:{st.st_mtime_ns}".encode())
-    root_key = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:8]
-    tag = f"{size[0]}x{size[1]}" if size else "native"
-    return cache_dir / f"{kind}-{split}-{tag}-{root_key}-{h.hexdigest()[:16]}.npy"
-
-
-def _cache_load(path: Path, n: int) -> np.ndarray | None:
-    try:
-        a = np.load(path)
-    except (OSError, ValueError, EOFError):
-        return None                                             # absent or damaged: rebuild
-    return a if a.dtype == np.uint8 and a.ndim == 3 and len(a) == n else None
-
-
-def _cache_save(path: Path, array: np.ndarray) -> None:
-    """Atomic: write a temporary file, then rename; drop older entries of the same split."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        with open(tmp, "wb") as f:
-            np.save(f, array)
-        os.replace(tmp, path)
-        stem = path.name.rsplit("-", 1)[0]
-        for old in path.parent.glob(f"{stem}-*.npy"):
-            if old != path:
-                old.unlink(missing_ok=True)
-    except OSError as e:
-        warnings.warn(f"data: could not write the cache {path} ({e}); continuing without it.",
-                      DataWarning, stacklevel=3)
-
-
-def _load_array(kind, split, root, paths, size, cache_dir, use_cache, verbose):
-    """(array, cache hit?, native shapes or None) for images or masks of one split."""
-    file = _cache_file(cache_dir, kind, split, root, paths, size) if use_cache else None
-    if file is not None:
-        cached = _cache_load(file, len(paths))
-        if cached is not None:
-            return cached, True, None
-    array, shapes, notes = decode_all(paths, size, kind.rstrip("s"), f"decoding {split} {kind}",
-                                       verbose)
-    converted = [(p, n) for p, n in zip(paths, notes, strict=True) if n]
-    if converted:
-        warnings.warn(f"data: converted {len(converted)} image(s) ({converted[0][1]}), e.g. "
-                      f"{converted[0][0]}.", DataWarning, stacklevel=3)
-    if file is not None:
-        _cache_save(file, array)
-    return array, False, shapes
-
-
-# ----------------------------------------------------------------------------------------
 # Public loaders
 # ----------------------------------------------------------------------------------------
 def load_split(split: str, data_dir=None, size=None, masks: bool = True, cache_dir=None,
@@ -223,8 +164,6 @@ def load_split(split: str, data_dir=None, size=None, masks: bool = True, cache_d
     ``masks``: also load the tissue masks (None in the result if the split has none).
     Prints one line ``data: <split> ...`` saying what was loaded, from where, and the source.
     """
-    from ..paths import default_cache_dir
-
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     t0 = time.perf_counter()
@@ -232,11 +171,11 @@ def load_split(split: str, data_dir=None, size=None, masks: bool = True, cache_d
     size = as_size(size) if size else None
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     image_paths, mask_paths = list_split(root, split, source, masks=masks)
-    images, hit, img_shapes = _load_array("images", split, root, image_paths, size, cache_dir,
+    images, hit, img_shapes = load_array("images", split, root, image_paths, size, cache_dir,
                                           use_cache, verbose)
     labels = None
     if mask_paths:
-        labels, mhit, mask_shapes = _load_array("masks", split, root, mask_paths,
+        labels, mhit, mask_shapes = load_array("masks", split, root, mask_paths,
                                                 size or images.shape[1:], cache_dir, use_cache,
                                                 verbose)
         hit = hit and mhit
