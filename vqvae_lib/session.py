@@ -20,12 +20,8 @@ import numpy as np
 import torch
 
 from .config import Config, get_config
+from .data.slices import resolve_data_dir
 from .paths import run_dir_for
-
-
-def quiet() -> bool:
-    """True when running headless (papermill, CI): progress bars give way to one line per epoch."""
-    return bool(os.environ.get("PAPERMILL_EXECUTION") or os.environ.get("VQVAE_QUIET"))
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
@@ -72,8 +68,6 @@ def setup_notebook(
     **overrides: Any,
 ) -> Session:
     """Seed, resolve the device, data folder and run folder, and print them with the versions."""
-    from .data.slices import resolve_data_dir  # local import: data is heavier
-
     cfg = get_config(preset, seed=seed, **overrides)
     seed_everything(seed)
     device = pick_device(cfg.device)

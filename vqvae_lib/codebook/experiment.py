@@ -27,9 +27,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..common import quiet
 from ..config import Config
 from ..model.inference import reconstruct
-from ..session import quiet
 from .analysis import codebook_usage
 
 VARIANTS: dict[str, dict] = {

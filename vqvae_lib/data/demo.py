@@ -49,8 +49,11 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from ..common import SPLITS
+from ..common import SPLITS, quiet
+from ..errors import DataError
+from ..paths import data_root
 from .anatomy import IMAGE_SIZE, Z_RANGE_MM, load_template, make_subject
+from .files import split_subjects
 
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 MANIFEST = "demo_manifest.json"
@@ -58,14 +61,9 @@ GENERATOR_VERSION = 2                # bump when the images change: older sets a
 
 
 def default_out_dir() -> Path:
-    from ..paths import data_root
-
     return data_root() / "demo"
 
 
-# ----------------------------------------------------------------------------------------
-# The template, prepared once per process
-# ----------------------------------------------------------------------------------------
 def subject_ids(n_subjects: int) -> list[str]:
     """``"001"``, ``"002"``, ... (zero-padded like the OASIS file names)."""
     width = max(3, len(str(n_subjects)))
@@ -74,8 +72,6 @@ def subject_ids(n_subjects: int) -> list[str]:
 
 def assign_splits(ids: list[str], seed: int) -> dict[str, list[str]]:
     """Shuffle subjects with ``seed`` and cut 80/10/10: every subject is in exactly one split."""
-    from .files import split_subjects
-
     return split_subjects(ids, seed, SPLIT_FRACTIONS)
 
 
@@ -111,7 +107,6 @@ def generate(out: str | os.PathLike | None = None, subjects: int = 100, slices: 
     """
     from tqdm.auto import tqdm
 
-    from ..common import quiet
 
     out = Path(out) if out else default_out_dir()
     if (out / MANIFEST).is_file() and not force:
@@ -127,8 +122,6 @@ def generate(out: str | os.PathLike | None = None, subjects: int = 100, slices: 
                   f"(v{made.get('version')} < v{GENERATOR_VERSION}); rebuilding")
         force = True
     if out.exists() and not force and any(out.iterdir()):
-        from ..errors import DataError
-
         raise DataError(f"{out} exists and is not a demo data set (no {MANIFEST}). Choose "
                         "another --out, or delete the folder first.")
     if subjects < 3 or slices < 1:

@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 
 from ..common import TISSUE_COLORS, TISSUE_NAMES, evenly_spaced
 from ..viz import _grid, mask_to_rgba, tissue_legend, to_images
+from .slices import subject_overlap
 
 SPLIT_COLORS = {"train": "#4c72b0", "validate": "#dd8452", "test": "#55a868"}
 
@@ -145,8 +146,6 @@ def slices_per_subject(sets: dict) -> Figure:
 
 def split_table(sets: dict) -> list[dict]:
     """Rows for printing: slices, subjects and subject overlap with the other splits."""
-    from .slices import subject_overlap
-
     overlap = subject_overlap(sets)
     rows = []
     for name, s in sets.items():

@@ -25,12 +25,12 @@ import numpy as np
 import torch
 
 from ..checkpoint import find_checkpoint, load_checkpoint, load_model, save_checkpoint
-from ..common import evenly_spaced
+from ..common import evenly_spaced, quiet
 from ..config import PRESETS, Config, get_config
 from ..errors import CheckpointError
 from ..metrics import code_entropy
 from ..model.inference import decode, encode
-from ..session import pick_device, quiet, seed_everything
+from ..session import pick_device, seed_everything
 from .model import GatedPixelCNN, build_prior
 
 

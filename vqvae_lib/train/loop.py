@@ -50,11 +50,12 @@ import torch
 import torch.distributed as dist
 
 from ..checkpoint import config_from_checkpoint, load_checkpoint, save_checkpoint
+from ..common import quiet
 from ..config import Config, get_config
 from ..errors import CheckpointError, TrainingError
 from ..model.vqvae import build_model
 from ..paths import checkpoint_dir, run_dir_for
-from ..session import pick_device, quiet, seed_everything
+from ..session import pick_device, seed_everything
 from .utils import (
     History,
     augment_batch,
