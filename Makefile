@@ -15,7 +15,7 @@ BENCH_MINUTES ?= 8
 
 RUN_ARGS := --preset $(PRESET) --seed $(SEED) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(RUN_DIR),--run-dir $(RUN_DIR))
 
-.PHONY: help setup data run-all test test-fast lint lab bench clean clean-all
+.PHONY: help setup data run-all report test test-fast test-browser lint lab bench clean clean-all
 
 help:
 	@sed -n '1,5p' Makefile
@@ -35,12 +35,21 @@ data: setup
 
 run-all: setup data
 	$(PY) -m vqvae_lib.runner $(RUN_ARGS)
+	$(PY) -m vqvae_lib.report --preset $(PRESET) $(if $(RUN_DIR),--run-dir $(RUN_DIR))
+
+# runs/<preset>/report/index.html: key numbers, executed notebooks as HTML, figures; reads offline
+report: setup
+	$(PY) -m vqvae_lib.report --preset $(PRESET) $(if $(RUN_DIR),--run-dir $(RUN_DIR))
 
 test: setup data
 	$(PY) -m pytest
 
 test-fast: setup data
 	$(PY) -m pytest -m "not slow"
+
+# only the tests that drive JupyterLab / the report in headless Chromium (apt-get install chromium)
+test-browser: setup data
+	$(PY) -m pytest -m browser
 
 lint: setup
 	$(PY) -m ruff check vqvae_lib tests benchmarks

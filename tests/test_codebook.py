@@ -216,6 +216,25 @@ def test_widgets_redraw_when_controls_move():
     assert len(CW.explore(A).children) == 3
 
 
+def test_code_swap_opens_on_the_suggested_visible_swap():
+    """The swap view must open on a swap a student can see (white matter -> CSF), not on two
+    background codes, and say in words what it swapped."""
+    from vqvae_lib.codebook import widgets as CW
+
+    A = _toy_analysis()
+    for index in (0, 4):
+        view = CW.code_swap(A, index=index)
+        a, b = cb.suggest_swap(A, index)
+        assert (view.code_a.value, view.code_b.value) == (a, b) == (3, 1)
+        assert "white matter code 3" in view.caption.value and "CSF code 1" in view.caption.value
+        before, after, changed = cb.swap_effect(A.model, A.codes[index], a, b)
+        assert changed.any() and np.abs(after - before).max() > 0.5   # levels 1 -> 1/3
+    view = CW.code_swap(A, index=0)
+    view.slider.value = 4                           # a new slice resets to its suggested pair
+    assert (view.code_a.value, view.code_b.value) == cb.suggest_swap(A, 4)
+    assert f"{int((A.codes[4] == 3).sum())} cells" in view.caption.value
+
+
 def test_same_budget_experiment_logs_every_variant():
     pytest.importorskip("vqvae_lib.model.vqvae")
     from vqvae_lib.codebook.experiment import experiment_figure, run_experiment

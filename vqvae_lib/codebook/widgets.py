@@ -5,9 +5,11 @@ Three views over a :class:`~vqvae_lib.codebook.CodebookAnalysis`:
 * ``slice_slider``  -- slice | reconstruction | code map, one slice at a time;
 * ``code_slider``   -- one code at a time (browse by usage rank or type its id): where it occurs,
   its usage, tissue mix, decoded appearance and patches;
-* ``code_swap``     -- replace code A by code B in one slice's map and see the decoded change.
+* ``code_swap``     -- replace code A by code B in one slice's map and see the decoded change;
+  it opens on ``codebook.suggest_swap``'s pair (the slice's main white-matter code -> a CSF code),
+  so the first picture already shows a visible edit, and a caption names what was swapped.
 
-Each view redraws a figure from ``codebook_plots`` into an ``ipywidgets.Image`` as PNG. That
+Each view redraws a figure from ``codebook.figures`` into an ``ipywidgets.Image`` as PNG. That
 needs no interactive matplotlib backend (no ipympl) and shows the *same* picture as the static
 twin figures, which is what an executed notebook (papermill, HTML) keeps. ``explore`` puts the
 three views in tabs.
@@ -20,8 +22,11 @@ import io
 import ipywidgets as W
 import numpy as np
 
+from ..common import TISSUE_NAMES
 from . import figures as P
-from .analysis import CodebookAnalysis
+from .analysis import CodebookAnalysis, suggest_swap
+
+__all__ = ["figure_png", "slice_slider", "code_slider", "code_swap", "swap_caption", "explore"]
 
 
 def figure_png(fig, dpi: int = 100) -> bytes:
@@ -32,18 +37,21 @@ def figure_png(fig, dpi: int = 100) -> bytes:
 
 
 class _FigureView(W.VBox):
-    """Controls on top, a PNG of the current figure below; ``redraw`` re-renders it."""
+    """Controls on top, an optional caption, a PNG of the current figure below; ``redraw``
+    re-renders both (``caption`` is a callable returning HTML, or None)."""
 
-    def __init__(self, controls: list, draw, dpi: int = 90):
-        self._draw, self._dpi = draw, dpi
+    def __init__(self, controls: list, draw, dpi: int = 90, caption=None):
+        self._draw, self._dpi, self._caption = draw, dpi, caption
         self.image = W.Image(format="png", layout=W.Layout(max_width="100%", height="auto"))
         self.status = W.HTML()
-        super().__init__([W.HBox(controls), self.status, self.image])
+        self.caption = W.HTML()
+        super().__init__([W.HBox(controls), self.caption, self.status, self.image])
         self.redraw()
 
     def redraw(self, *_):
         try:
             self.image.value = figure_png(self._draw(), self._dpi)
+            self.caption.value = self._caption() if self._caption else ""
             self.status.value = ""
         except Exception as err:               # show the problem in place, keep the controls alive
             self.status.value = f"<span style='color:#c00'>{type(err).__name__}: {err}</span>"
@@ -104,25 +112,57 @@ def _codes_in_slice(A: CodebookAnalysis, index: int) -> list[tuple[str, int]]:
     return [(f"{ids[i]} ({counts[i]} cells)", int(ids[i])) for i in order]
 
 
-def code_swap(A: CodebookAnalysis, index: int = 0, code_b: int | None = None) -> _FigureView:
-    """Pick a slice, a code A present in it and any code B; see the decoded change."""
+def _code_tissue(A: CodebookAnalysis, code: int) -> str:
+    """'white matter code 17' (the code's main tissue, when masks are known) or 'code 17'."""
+    if A.tissue is None or A.tissue.dominant[code] < 0:
+        return f"code {code}"
+    return f"{TISSUE_NAMES[int(A.tissue.dominant[code])]} code {code}"
+
+
+def swap_caption(A: CodebookAnalysis, index: int, code_a: int, code_b: int) -> str:
+    """What a swap did, in words: 'white matter code 17 -> CSF code 3: 41 cells of slice ...'.
+
+    Args:
+        A: the analysis the view shows.
+        index: the slice (row of ``A.codes``).
+        code_a: the code that is replaced.
+        code_b: the code put in its place.
+    """
+    cells = int((A.codes[index] == code_a).sum())
+    return (f"<b>swapped {_code_tissue(A, code_a)} &rarr; {_code_tissue(A, code_b)}</b>: "
+            f"{cells} cells of slice {A.title(index)}")
+
+
+def code_swap(A: CodebookAnalysis, index: int = 0, code_a: int | None = None,
+              code_b: int | None = None) -> _FigureView:
+    """Pick a slice, a code A present in it and any code B; see the decoded change.
+
+    The view opens (and, when the slice changes, resets) on ``suggest_swap``'s pair: the code
+    covering most white matter in the slice -> the most CSF-like common code, a swap that
+    visibly darkens the slice. A caption above the figure says what was swapped.
+
+    Args:
+        A: the analysis to show (``codebook.analyse_slices``).
+        index: the slice to start on.
+        code_a: the code to replace (must occur in the slice); None -> ``suggest_swap``'s A.
+        code_b: the replacement code; None -> ``suggest_swap``'s B.
+    """
     K = A.codebook_size
     slice_box = W.IntSlider(value=index, min=0, max=len(A.images) - 1, description="slice",
                             continuous_update=False)
     options = _codes_in_slice(A, index)
-    code_a = W.Dropdown(options=options, value=options[0][1], description="code A",
-                        layout=W.Layout(width="220px"))
-    b0 = int(A.usage.order[1 if A.usage.order[0] == code_a.value else 0]) if code_b is None \
-        else code_b
-    code_b_box = W.IntSlider(value=b0, min=0, max=K - 1, description="code B",
-                             continuous_update=False)
+    a0, b0 = suggest_swap(A, index)
+    a_box = W.Dropdown(options=options, value=a0 if code_a is None else code_a,
+                       description="code A", layout=W.Layout(width="220px"))
+    code_b_box = W.IntSlider(value=b0 if code_b is None else code_b, min=0, max=K - 1,
+                             description="code B", continuous_update=False)
     busy = {"on": False}
 
     def new_slice(change):
-        busy["on"] = True                     # one redraw after both A's options and value change
-        opts = _codes_in_slice(A, change["new"])
-        code_a.options = opts
-        code_a.value = opts[0][1]
+        busy["on"] = True                     # one redraw after A's options and both values change
+        a, b = suggest_swap(A, change["new"])
+        a_box.options = _codes_in_slice(A, change["new"])
+        a_box.value, code_b_box.value = a, b
         busy["on"] = False
         view.redraw()
 
@@ -130,13 +170,15 @@ def code_swap(A: CodebookAnalysis, index: int = 0, code_b: int | None = None) ->
         if not busy["on"]:
             view.redraw()
 
-    view = _FigureView([slice_box, code_a, code_b_box],
-                       lambda: P.swap_view_figure(A, slice_box.value, code_a.value,
-                                                  code_b_box.value))
+    view = _FigureView([slice_box, a_box, code_b_box],
+                       lambda: P.swap_view_figure(A, slice_box.value, a_box.value,
+                                                  code_b_box.value),
+                       caption=lambda: swap_caption(A, slice_box.value, a_box.value,
+                                                    code_b_box.value))
     slice_box.observe(new_slice, names="value")
-    code_a.observe(maybe_redraw, names="value")
+    a_box.observe(maybe_redraw, names="value")
     code_b_box.observe(maybe_redraw, names="value")
-    view.slider, view.code_a, view.code_b = slice_box, code_a, code_b_box
+    view.slider, view.code_a, view.code_b = slice_box, a_box, code_b_box
     return view
 
 

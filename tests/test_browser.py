@@ -1,0 +1,168 @@
+"""The interactive widgets in a real JupyterLab, driven by headless Chromium (marker ``browser``).
+
+For every notebook in ``LIVE``: train what it needs with papermill under the ``smoke`` preset
+(into a temporary run folder), write a parameter-injected copy of the notebook into a temporary
+folder, open THAT in a private JupyterLab, wait for the kernel, Run All, then move every control
+of every widget view (sliders by keyboard, by drag and by typing into the readout; number boxes
+by typing; dropdowns; buttons) and check that the view's image changed and that no error showed
+up in the outputs, the browser console or the server log. Screenshots and logs of a failing run
+go to ``runs/browser/<notebook>/``.
+
+``VQVAE_BROWSER_RUN_DIR=<run folder with checkpoints/best.pt>`` skips the smoke training and
+uses that model instead (``docs/sliders.png`` was taken this way from a short ``cpu`` run).
+Adding a notebook (e.g. 06's live sampler) is one ``LiveNotebook`` line below.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+import pytest
+from lab_driver import JupyterLab, LabNotebook, artifacts_dir, browser_unavailable, launch_chromium
+
+from vqvae_lib.data import resolve_data_dir
+from vqvae_lib.paths import repo_root
+from vqvae_lib.runner import notebook_paths, run_notebook
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+MIN_CHANGE = 0.01        # a redraw must change at least 1% of the view's image pixels
+
+
+@dataclass
+class LiveNotebook:
+    """A notebook with live widget views to drive.
+
+    name: the notebook's file name without ``.ipynb``; prepare: notebooks (name prefixes) that
+    must run first under ``smoke`` to produce what it loads; params: extra parameters that keep
+    it short; views: how many widget views (outputs with an image) it must show.
+    """
+
+    name: str
+    prepare: tuple[str, ...] = ()
+    params: dict = field(default_factory=dict)
+    views: int = 1
+
+
+LIVE = [
+    LiveNotebook("04_codebook_analysis", prepare=("03",), views=3,
+                 params=dict(max_slices=16, experiment_minutes=0.05)),
+    # notebook 06's live sampler, once it exists, e.g.:
+    # LiveNotebook("06_prior_and_generation", prepare=("03",), views=1, params=dict(...)),
+]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """The run folder the live notebooks read (smoke-trained unless VQVAE_BROWSER_RUN_DIR)."""
+    reason = browser_unavailable()
+    if reason:                        # only reached in CI, where a skip would hide a break
+        pytest.fail(f"CI must run the browser tests, but {reason}")
+    given = os.environ.get("VQVAE_BROWSER_RUN_DIR")
+    return Path(given).resolve() if given else tmp_path_factory.mktemp("browser_run")
+
+
+_prepared: set[str] = set()
+
+
+def _prepare(run_dir: Path, prefixes: tuple[str, ...]) -> None:
+    if os.environ.get("VQVAE_BROWSER_RUN_DIR"):
+        return
+    data_dir = str(resolve_data_dir(None)[0])
+    for prefix in prefixes:
+        if prefix not in _prepared:
+            book = next(p for p in notebook_paths() if p.name.startswith(prefix))
+            run_notebook(book, "smoke", run_dir, data_dir=data_dir)
+            _prepared.add(prefix)
+
+
+def injected_copy(notebook: Path, folder: Path, **params) -> Path:
+    """Write ``notebook`` with papermill's injected-parameters cell into ``folder``."""
+    from papermill.iorw import load_notebook_node
+    from papermill.parameterize import parameterize_notebook
+
+    nb = parameterize_notebook(load_notebook_node(str(notebook)), params)
+    out = folder / notebook.name
+    nbformat.write(nb, out)
+    return out
+
+
+def _slider_target(handle) -> int:
+    """A value for a slider's readout that differs from its current one."""
+    lo, hi, now = (int(float(handle.get_attribute(a)))
+                   for a in ("aria-valuemin", "aria-valuemax", "aria-valuenow"))
+    target = lo + (hi - lo) // 3
+    return target if target != now else min(hi, now + 1) if now < hi else now - 1
+
+
+def drive_view(L: LabNotebook, view) -> list[tuple[str, float]]:
+    """Move every control of one widget view; return (what, image change) per move."""
+    moves = []
+    for i in range(view.locator(".noUi-handle").count()):
+        moves.append((f"slider {i} by keyboard", L.slider_by_keyboard(view, i)))
+        moves.append((f"slider {i} by drag", L.slider_by_drag(view, i)))
+        target = _slider_target(view.locator(".noUi-handle").nth(i))
+        moves.append((f"slider {i} by typing {target}", L.slider_by_typing(view, target, i)))
+    for i in range(view.locator(".widget-text input").count()):
+        box = view.locator(".widget-text input").nth(i)
+        now, hi = int(float(box.input_value())), box.get_attribute("max")
+        target = now + 1 if hi is None or now + 1 <= int(float(hi)) else now - 1
+        moves.append((f"text box {i} by typing {target}", L.text_by_typing(view, target, i)))
+    for i in range(view.locator(".widget-dropdown select").count()):
+        moves.append((f"dropdown {i} by keyboard", L.dropdown_by_keyboard(view, i)))
+    for i in range(view.locator("button.jupyter-button").count()):
+        moves.append((f"button {i} click", L.button_click(view, i)))
+    return moves
+
+
+@pytest.mark.parametrize("live", LIVE, ids=lambda n: n.name)
+def test_widgets_work_in_jupyterlab(live: LiveNotebook, run_dir, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    t0 = time.monotonic()
+    _prepare(run_dir, live.prepare)
+    t_prepare = time.monotonic() - t0
+    lab_root = tmp_path / "lab"
+    lab_root.mkdir()
+    params = dict(preset="smoke", data_dir=str(resolve_data_dir(None)[0]), run_dir=str(run_dir),
+                  seed=0, **live.params)
+    injected_copy(repo_root() / "notebooks" / f"{live.name}.ipynb", lab_root, **params)
+    out = artifacts_dir(live.name)
+    for old in out.glob("*"):
+        old.unlink() if old.is_file() else shutil.rmtree(old)
+    with JupyterLab(lab_root, tmp_path / "jupyterlab.log", pythonpath=str(repo_root())) as lab, \
+            sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        L = LabNotebook(page, lab, f"{live.name}.ipynb")
+        try:
+            L.open()
+            L.run_all()
+            assert not L.output_errors(), f"errors after Run All: {L.output_errors()}"
+            views = L.widget_views()
+            assert len(views) == live.views, f"expected {live.views} widget views"
+            views[0].screenshot(path=str(out / "first_view.png"))
+            moves = {}
+            for k, view in enumerate(views):
+                for what, change in drive_view(L, view):
+                    moves[f"view {k}: {what}"] = round(change, 4)
+            assert len(moves) >= len(views)
+            weak = {m: c for m, c in moves.items() if c < MIN_CHANGE}
+            assert not weak, f"the image hardly changed (< {MIN_CHANGE:.0%} of pixels): {weak}"
+            assert not L.output_errors(), f"errors after moving the controls: {L.output_errors()}"
+            assert not L.console_errors, f"browser console errors: {L.console_errors}"
+            assert not lab.log_errors(), f"JupyterLab server log errors: {lab.log_errors()}"
+        except BaseException:
+            L.save_failure(out)
+            raise
+        finally:
+            browser.close()
+    timing = {"prepare_s": round(t_prepare, 1), "total_s": round(time.monotonic() - t0, 1)}
+    (out / "result.json").write_text(json.dumps({"moves": moves, **timing}, indent=1))
+    print(f"{live.name}: {len(moves)} moves, min change {min(moves.values()):.1%}, {timing}")

@@ -1,0 +1,250 @@
+"""An offline HTML report of one run: ``runs/<preset>/report/index.html`` (``make report``).
+
+    python -m vqvae_lib.report --preset cpu            # or --run-dir runs/cpu
+
+The report holds the run's key numbers (``metrics.json`` of notebook 05, the prior's
+``prior/metrics.json``, the training history, and the benchmark JSONs under ``benchmarks/``
+when present), a page per executed notebook (``notebooks/*.html``, saved widget state rendered
+by a local copy of the widget manager, see ``report_export``), and every figure of
+``figures/``. Nothing loads from the network: copy the folder anywhere and open ``index.html``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .paths import repo_root
+from .report_export import copy_assets, export_notebook
+
+__all__ = ["Section", "key_numbers", "build_report", "main"]
+
+
+@dataclass
+class Section:
+    """One table of the report: a title, the file it came from, (name, value) rows."""
+
+    title: str
+    source: str
+    rows: list[tuple[str, str]] = field(default_factory=list)
+    missing: str = ""          # why the table is empty (file absent), shown instead
+
+
+def _load(path: Path) -> dict | list | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _fmt(v, digits: int = 3) -> str:
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def _stat(d: dict | None, unit: str = "") -> str:
+    if not isinstance(d, dict) or "mean" not in d:
+        return "n/a"
+    return (f"{d['mean']:.3f}{unit} (std {d.get('std', float('nan')):.3f}, "
+            f"5th percentile {d.get('p5', float('nan')):.3f})")
+
+
+def _reconstruction(run_dir: Path) -> Section:
+    m = _load(run_dir / "metrics.json")
+    sec = Section("Reconstruction (notebook 05)", "metrics.json")
+    if not isinstance(m, dict):
+        sec.missing = "no metrics.json: run notebook 05_reconstruction_evaluation"
+        return sec
+    n = f"{m.get('n_images')} {m.get('split', '')} slices" + (" (a subset)" if m.get("subset") else "")
+    sec.rows = [
+        ("data", f"{m.get('source')}, {m.get('image_size')}x{m.get('image_size')} px, {n}"),
+        ("SSIM (Gaussian, data range 1)", _stat(m.get("ssim_gaussian"))),
+        ("SSIM (7x7 uniform window)", _stat(m.get("ssim_uniform"))),
+        ("PSNR", _stat(m.get("psnr_db"), " dB")),
+        ("rate", f"{_fmt(m.get('bits_per_pixel'), 4)} bits/pixel; code entropy "
+                 f"{_fmt(m.get('code_entropy_bits_per_cell'), 2)} bits/cell"),
+        ("course target", f"SSIM > {m.get('ssim_target')}: "
+                          f"{'met' if m.get('passed') else 'not met'}"),
+        ("codes used", f"{m.get('codes_used')} of {m.get('codebook_size')} "
+                       f"(perplexity {_fmt(m.get('code_perplexity'), 1)})"),
+        ("checkpoint", f"epoch {m.get('checkpoint_epoch')}, step {m.get('checkpoint_step')}"),
+    ]
+    return sec
+
+
+def _training(run_dir: Path) -> Section:
+    h = _load(run_dir / "history.json")
+    sec = Section("Training (notebook 03)", "history.json")
+    if not isinstance(h, list) or not h:
+        sec.missing = "no history.json: run notebook 03_training"
+        return sec
+    best = max(h, key=lambda r: r.get("val_ssim", float("-inf")))
+    sec.rows = [("epochs", str(h[-1].get("epoch", len(h)))),
+                ("training time", f"{h[-1].get('seconds', float('nan')) / 60:.1f} min"),
+                ("best validation SSIM", f"{_fmt(best.get('val_ssim'))} at epoch "
+                                         f"{best.get('epoch')}"),
+                ("throughput (last epoch)", f"{_fmt(h[-1].get('images_per_s'), 0)} images/s")]
+    return sec
+
+
+def _prior(run_dir: Path) -> Section:
+    m = _load(run_dir / "prior" / "metrics.json")
+    sec = Section("PixelCNN prior (notebook 06)", "prior/metrics.json")
+    if not isinstance(m, dict):
+        sec.missing = "no prior/metrics.json: run notebook 06_prior_and_generation"
+        return sec
+    sec.rows = [("test NLL", f"{_fmt(m.get('test_bits'), 2)} bits/cell"),
+                ("baselines", f"uniform {_fmt(m.get('uniform'), 2)}, unigram "
+                              f"{_fmt(m.get('unigram_test'), 2)} bits/cell"),
+                ("training", f"{m.get('steps')} steps, {_fmt(m.get('minutes'), 1)} min")]
+    return sec
+
+
+def _benchmarks(bench_dir: Path) -> list[Section]:
+    out = []
+    for path in sorted(bench_dir.glob("*.json")):
+        b = _load(path)
+        if not isinstance(b, dict):
+            continue
+        sec = Section(f"Benchmark {path.stem}", f"benchmarks/{path.name}")
+        machine = b.get("machine", {})
+        sec.rows.append(("measured", f"{b.get('date', '?')} on {machine.get('cpu_model', '?')}, "
+                                     f"{machine.get('cpu_count', '?')} cores"))
+        sec.rows += [(k, _fmt(v)) for k, v in b.get("summary", {}).items()
+                     if not isinstance(v, (dict, list))]
+        for name, r in b.get("results", {}).items():
+            if isinstance(r, dict):
+                keys = [k for k in r if k.startswith(("images_per_s", "seconds_to", "best_"))]
+                sec.rows.append((name, ", ".join(f"{k} {_fmt(r[k])}" for k in keys)))
+        out.append(sec)
+    return out
+
+
+def key_numbers(run_dir: Path, bench_dir: Path | None = None) -> list[Section]:
+    """The report's tables, from whatever files the run folder holds.
+
+    Args:
+        run_dir: the run folder (``runs/<preset>``).
+        bench_dir: folder of benchmark JSONs (default ``benchmarks/`` of the repository).
+    """
+    bench_dir = repo_root() / "benchmarks" if bench_dir is None else Path(bench_dir)
+    secs = [_training(run_dir), _reconstruction(run_dir), _prior(run_dir)]
+    return secs + (_benchmarks(bench_dir) if bench_dir.is_dir() else [])
+
+
+def _notebook_title(path: Path) -> str:
+    try:
+        nb = json.loads(path.read_text())
+        first = next(c for c in nb["cells"] if c["cell_type"] == "markdown")
+        line = "".join(first["source"]).strip().splitlines()[0]
+        return line.lstrip("# ").strip()
+    except (OSError, ValueError, StopIteration, IndexError, KeyError):
+        return path.stem
+
+
+_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
+color:#222}table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;
+padding:4px 10px;text-align:left;vertical-align:top}th{background:#f3f3f3}.missing{color:#a60}
+figure{display:inline-block;margin:6px;vertical-align:top;max-width:520px}
+figure img{max-width:100%;border:1px solid #ddd}figcaption{font-size:12px;color:#555}
+.note{background:#fff8e1;border-left:4px solid #e6a700;padding:6px 10px}"""
+
+
+def _index_html(title: str, sections: list[Section], pages: list[tuple[str, str, dict]],
+                figures: dict[str, list[str]]) -> str:
+    e = html.escape
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{e(title)}"
+             f"</title><style>{_CSS}</style></head><body><h1>{e(title)}</h1>",
+             f"<p>Made {time.strftime('%Y-%m-%d %H:%M')} by <code>python -m vqvae_lib.report"
+             "</code>. Everything here reads offline.</p><h2>Key numbers</h2>"]
+    for s in sections:
+        parts.append(f"<h3>{e(s.title)} <small>({e(s.source)})</small></h3>")
+        if s.missing:
+            parts.append(f"<p class='missing'>{e(s.missing)}</p>")
+            continue
+        parts.append("<table>" + "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>"
+                                         for k, v in s.rows) + "</table>")
+    parts.append("<h2>Notebooks (executed)</h2><p class='note'>The interactive views (sliders,"
+                 " code swap) need a live Python kernel: on these pages they show the state "
+                 "saved when the notebook ran, and each is marked; the static twin below each "
+                 "shows the same figure at fixed positions. Open the notebooks in JupyterLab "
+                 "(<code>make lab</code>) to move the controls.</p><ul>")
+    for href, name, info in pages:
+        live = f" &mdash; {info['live_views']} live views" if info["live_views"] else ""
+        parts.append(f"<li><a href='{e(href)}'>{e(name)}</a>{live}</li>")
+    parts.append("</ul><h2>Figures</h2>")
+    for group, files in figures.items():
+        parts.append(f"<h3>{e(group)}</h3>")
+        parts += [f"<figure><a href='{e(f)}'><img src='{e(f)}' alt='{e(Path(f).stem)}'></a>"
+                  f"<figcaption>{e(Path(f).name)}</figcaption></figure>" for f in files]
+    return "\n".join(parts) + "</body></html>\n"
+
+
+def build_report(run_dir: Path, out_dir: Path | None = None,
+                 bench_dir: Path | None = None) -> Path:
+    """Write the report of ``run_dir`` and return its ``index.html``.
+
+    Args:
+        run_dir: the run folder (``runs/<preset>``) with ``notebooks/``, ``figures/`` and
+            the metrics files (any of them may be missing; the report says so).
+        out_dir: where to write (default ``<run_dir>/report``); rebuilt from scratch.
+        bench_dir: folder of benchmark JSONs (default the repository's ``benchmarks/``).
+    """
+    from tqdm.auto import tqdm
+
+    run_dir = Path(run_dir)
+    notebooks = sorted((run_dir / "notebooks").glob("*.ipynb"))
+    pngs = sorted((run_dir / "figures").glob("*.png"))
+    if not run_dir.is_dir() or not (notebooks or pngs or (run_dir / "metrics.json").exists()):
+        raise FileNotFoundError(
+            f"{run_dir} holds no executed notebooks, figures or metrics.json: run the notebooks "
+            f"first (make run-all PRESET=<preset>), or pass --run-dir <your run folder>.")
+    out = Path(out_dir) if out_dir else run_dir / "report"
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "figures").mkdir(parents=True)
+    copy_assets(out)
+    pages = []
+    for nb in tqdm(notebooks, desc="notebooks -> HTML", unit="nb"):
+        info = export_notebook(nb, out / "notebooks" / f"{nb.stem}.html", "../assets")
+        pages.append((f"notebooks/{nb.stem}.html", _notebook_title(nb), info))
+    figures: dict[str, list[str]] = {}
+    names = {nb.stem[:2]: nb.stem for nb in notebooks}
+    for png in pngs:
+        shutil.copy(png, out / "figures" / png.name)
+        prefix = png.stem[:2]
+        group = names.get(prefix, f"notebook {prefix}") if prefix.isdigit() else "training run"
+        figures.setdefault(group, []).append(f"figures/{png.name}")
+    index = out / "index.html"
+    index.write_text(_index_html(f"vqvae-brain report: {run_dir.name}",
+                                 key_numbers(run_dir, bench_dir), pages, figures),
+                     encoding="utf-8")
+    return index
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", default="cpu", help="report on runs/<preset> (default cpu)")
+    ap.add_argument("--run-dir", default=None, help="the run folder (overrides --preset)")
+    ap.add_argument("--out", default=None, help="output folder (default <run-dir>/report)")
+    args = ap.parse_args(argv)
+    run_dir = Path(args.run_dir) if args.run_dir else repo_root() / "runs" / args.preset
+    try:
+        index = build_report(run_dir, args.out)
+    except FileNotFoundError as err:
+        print(f"report: {err}", file=sys.stderr)
+        return 1
+    print(f"report: open {index.resolve()} (reads offline)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
