@@ -1,5 +1,7 @@
-"""Shared fixtures. ``shared_dir`` is ../shared beside the repository (skips when absent)."""
+"""Shared fixtures. ``shared_dir`` is ../shared beside the repository, or $VQVAE_SHARED_DIR
+(skips when absent)."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ from vqvae_lib.paths import repo_root
 
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
-    path = repo_root().parent / "shared"
+    path = Path(os.environ.get("VQVAE_SHARED_DIR") or repo_root().parent / "shared")
     if not path.is_dir():
         pytest.skip("../shared is absent (optional: holds a real OASIS sample)")
     return path
