@@ -1,0 +1,210 @@
+"""Bring your own brains: a folder of T1 volumes -> the course's PNG slice layout.
+
+    python -m vqvae_lib.slices SRC OUT [--size 256] [--slices 32] [--z-range 0.4 0.8]
+                                       [--split-seed 0] [--labels auto] [--workers 2] [--force]
+    make slices SRC=/path/to/volumes OUT=data/mine && make run-all DATA_DIR=data/mine
+
+``SRC`` holds T1 volumes (``.nii``, ``.nii.gz``, Analyze ``.img/.hdr``, FreeSurfer ``.mgz``),
+optionally with label volumes beside them (FreeSurfer ``aseg`` / ``aparc+aseg`` /
+``aparc.a2009s+aseg``, FSL FAST ``*_seg``, OASIS-1 ``*_fseg``, or any 0..3 tissue map); the
+pairing rule is in :mod:`vqvae_lib.data.volume_pairs`, the slicing and intensity rules in
+:mod:`vqvae_lib.data.volumes`, the label table in :mod:`vqvae_lib.data.volume_labels`. ``OUT`` receives::
+
+    OUT/slices_manifest.json                 # what was made from what, with which rules
+    OUT/keras_png_slices_data/keras_png_slices_{train,validate,test}/case_<id>_slice_<n>.nii.png
+    OUT/keras_png_slices_data/keras_png_slices_seg_{train,validate,test}/seg_<id>_slice_<n>.nii.png
+
+Subjects are split 80/10/10 with the loader's own :func:`~vqvae_lib.data.files.split_subjects`,
+so no subject is in two splits. The folder is written under a temporary name and renamed
+when complete. A bad input stops with one line naming the file and the fix (exit code 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import shutil
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from ..common import quiet
+from ..errors import DataError
+from .files import split_subjects
+from .volume_pairs import Subject, find_subjects
+from .volumes import FOV_MM, N_SLICES, Z_RANGE, cut_slices, read_volume
+
+__all__ = ["MANIFEST", "convert", "convert_subject", "main"]
+
+MANIFEST = "slices_manifest.json"
+LAYOUT = "keras_png_slices_data"
+SPLITS = ("train", "validate", "test")
+
+
+def convert_subject(job: dict) -> dict:
+    """Read, cut and write one subject's PNGs; returns its manifest entry.
+
+    Args:
+        job: ``{"subject": Subject, "split": str, "root": layout folder, "size", "n_slices",
+            "z_range", "fov_mm", "table", "masks": bool}``.
+    """
+    from PIL import Image
+
+    s: Subject = job["subject"]
+    image = read_volume(s.image)
+    labels = read_volume(s.labels, labels=True, table=job["table"]) \
+        if s.labels is not None and job["masks"] else None
+    images, masks, info = cut_slices(image, labels, job["size"], job["n_slices"],
+                                     job["z_range"], job["fov_mm"])
+    root, split = Path(job["root"]), job["split"]
+    for k in range(len(images)):
+        Image.fromarray(images[k], mode="L").save(
+            root / f"keras_png_slices_{split}" / f"case_{s.id}_slice_{k}.nii.png", compress_level=6)
+        if masks is not None:
+            Image.fromarray(masks[k], mode="L").save(
+                root / f"keras_png_slices_seg_{split}" / f"seg_{s.id}_slice_{k}.nii.png",
+                compress_level=6)
+    tissue = {}
+    if masks is not None:
+        tissue = {name: round(float((masks == 85 * c).mean()), 4)
+                  for c, name in enumerate(("background", "CSF", "grey", "white"))}
+    return {"id": s.id, "split": split, "image": str(s.image),
+            "labels": str(s.labels) if labels is not None else None,
+            "label_kind": labels.meta["label_kind"] if labels is not None else None,
+            "ignored": [str(p) for p in s.ignored], "slices": int(len(images)),
+            "tissue_fractions": tissue, **info}
+
+
+def _init_worker():
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def convert(src, out, size: int = 256, n_slices: int = N_SLICES, z_range=Z_RANGE,
+            fov_mm: float = FOV_MM, split_seed: int = 0, table: str = "auto",
+            masks: bool = True, workers: int | None = None, force: bool = False,
+            verbose: bool = True) -> dict:
+    """Convert every subject under ``src`` into the course layout at ``out``; returns the manifest.
+
+    Args:
+        src: folder of T1 volumes (and label volumes), searched recursively.
+        out: output folder; must be absent or empty unless ``force``.
+        size: output pixels per side (256: 1 mm pixels over ``fov_mm`` = 256 mm, like OASIS).
+        n_slices: axial slices per subject.
+        z_range: (low, high) fractions of the brain's inferior-superior extent.
+        fov_mm: in-plane field of view in mm.
+        split_seed: seed of the 80/10/10 split by subject (the loader's rule).
+        table: label table, ``"auto"``, ``"freesurfer"`` or ``"tissue"``.
+        masks: write masks (False: images only, label volumes ignored).
+        workers: processes (default ``min(2, CPUs)``).
+        force: replace an existing non-empty ``out``.
+        verbose: print a progress bar and a summary line.
+
+    Raises:
+        DataError: bad input (named in the message), or ``out`` exists and is not empty.
+    """
+    from tqdm.auto import tqdm
+
+
+    t0 = time.perf_counter()
+    out = Path(out)
+    if not 0 <= z_range[0] < z_range[1] <= 1:
+        raise DataError(f"z_range {tuple(z_range)} must be two fractions 0 <= low < high <= 1.")
+    if out.exists() and any(out.iterdir()) and not force:
+        raise DataError(f"Output folder {out} exists and is not empty. Choose a new folder, or "
+                        "pass --force to replace it.")
+    subjects = find_subjects(src)
+    if masks:
+        missing = [s for s in subjects if s.labels is None]
+        if missing and len(missing) < len(subjects):
+            raise DataError(
+                f"{len(missing)} of {len(subjects)} subjects have no label volume, e.g. "
+                f"{missing[0].image}: the loader needs a mask for every image or none. Add "
+                "their segmentations (see the pairing rule in docs/DATA.md), or pass --no-masks.")
+        masks = not missing
+    splits = split_subjects([s.id for s in subjects], split_seed)
+    split_of = {sid: k for k, ids in splits.items() for sid in ids}
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    root = tmp / LAYOUT
+    for split in SPLITS:
+        (root / f"keras_png_slices_{split}").mkdir(parents=True)
+        if masks:
+            (root / f"keras_png_slices_seg_{split}").mkdir(parents=True)
+    jobs = [dict(subject=s, split=split_of[s.id], root=str(root), size=size, n_slices=n_slices,
+                 z_range=tuple(z_range), fov_mm=fov_mm, table=table, masks=masks)
+            for s in subjects]
+    workers = max(1, min(workers or min(2, os.cpu_count() or 1), len(jobs)))
+    bar = dict(total=len(jobs), desc="subjects", disable=quiet() or not verbose)
+    try:
+        if workers > 1:
+            method = "fork" if sys.platform.startswith("linux") else "spawn"
+            with ProcessPoolExecutor(workers, mp_context=mp.get_context(method),
+                                     initializer=_init_worker) as pool:
+                entries = list(tqdm(pool.map(convert_subject, jobs), **bar))
+        else:
+            entries = [convert_subject(j) for j in tqdm(jobs, **bar)]
+        manifest = {
+            "what": "axial slices cut from T1 volumes by vqvae_lib.slices",
+            "source": str(Path(src).resolve()), "image_size": size, "slices_per_subject": n_slices,
+            "z_range_of_brain_extent": list(z_range), "fov_mm": fov_mm,
+            "orientation": "RAS voxel order; rows left->right, columns front->back (front of the "
+                           "head at the left, as in OASIS)",
+            "intensity_rule": "255 * (v - lo) / (hi - lo), clipped; hi = 99.5th percentile inside "
+                              "the head, lo = 0 (0.5th percentile if negative values)",
+            "mask_values": {"0": "background", "85": "CSF", "170": "grey matter",
+                            "255": "white matter"} if masks else None,
+            "split_seed": split_seed, "splits": splits, "subjects": entries,
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        if out.exists():
+            shutil.rmtree(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if verbose:
+        n = {k: len(v) for k, v in splits.items()}
+        print(f"slices: wrote {len(subjects) * n_slices} slices of {len(subjects)} subjects "
+              f"({n['train']}/{n['validate']}/{n['test']} train/validate/test) "
+              f"{'with' if masks else 'without'} masks to {out} in {time.perf_counter() - t0:.0f} s")
+        if len(subjects) < 3:
+            print("slices: fewer than 3 subjects, so the validate and test splits are empty; the "
+                  "course needs at least 3 subjects (10 or more is better).")
+    return manifest
+
+
+def main(argv=None) -> int:
+    """``python -m vqvae_lib.slices SRC OUT``: see the module docstring; 2 on bad input.
+
+    Args:
+        argv: command-line arguments (default ``sys.argv[1:]``).
+    """
+    ap = argparse.ArgumentParser(prog="python -m vqvae_lib.slices",
+                                 description="T1 volumes -> the course's PNG slice layout.")
+    ap.add_argument("src", help="folder of T1 volumes (+ optional label volumes)")
+    ap.add_argument("out", help="output folder (new or empty), e.g. data/mine")
+    ap.add_argument("--size", type=int, default=256, help="pixels per side (default 256)")
+    ap.add_argument("--slices", type=int, default=N_SLICES, help="axial slices per subject")
+    ap.add_argument("--z-range", type=float, nargs=2, default=Z_RANGE, metavar=("LOW", "HIGH"),
+                    help="fractions of the brain's inferior-superior extent (default 0.4 0.8)")
+    ap.add_argument("--fov-mm", type=float, default=FOV_MM, help="in-plane field of view, mm")
+    ap.add_argument("--split-seed", type=int, default=0)
+    ap.add_argument("--labels", choices=("auto", "freesurfer", "tissue"), default="auto",
+                    help="label table (default: decide by the values)")
+    ap.add_argument("--no-masks", action="store_true", help="write images only")
+    ap.add_argument("--workers", type=int, default=None, help="processes (default min(2, CPUs))")
+    ap.add_argument("--force", action="store_true", help="replace a non-empty OUT")
+    a = ap.parse_args(argv)
+    try:
+        convert(a.src, a.out, a.size, a.slices, tuple(a.z_range), a.fov_mm, a.split_seed,
+                a.labels, not a.no_masks, a.workers, a.force)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
