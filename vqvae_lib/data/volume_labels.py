@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import DataError
+from ..errors import DataError
 
 __all__ = ["BACKGROUND", "CSF", "GREY", "WHITE", "FREESURFER_TISSUE", "freesurfer_tissue",
            "label_kind", "labels_to_tissue", "add_sulcal_csf", "tissue_table_rows"]

@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import DataError
+from ..errors import DataError
 from .volumes import is_volume_file, volume_stem
 
 __all__ = ["Subject", "find_subjects", "is_label_name"]
