@@ -104,7 +104,7 @@ def decode_pngs(paths: list[str], size: int) -> np.ndarray:
 
     Uses :func:`vqvae_lib.data.read_image`, so the pixels equal those of the cache.
     """
-    from ..data.slices import read_image
+    from ..data.files import read_image
 
     out = np.empty((len(paths), size, size), dtype=np.uint8)
     for i, p in enumerate(paths):
