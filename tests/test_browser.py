@@ -24,7 +24,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from lab_driver import JupyterLab, LabNotebook, artifacts_dir, browser_unavailable, launch_chromium
+from lab_driver import LabNotebook
+from lab_server import JupyterLab, artifacts_dir, browser_unavailable, launch_chromium
 
 from vqvae_lib.data import resolve_data_dir
 from vqvae_lib.paths import repo_root
@@ -32,7 +33,11 @@ from vqvae_lib.runner import notebook_paths, run_notebook
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-MIN_CHANGE = 0.01        # a redraw must change at least 1% of the view's image pixels
+# Every move must redraw the view visibly: at least 0.05% of its image pixels (a few hundred)
+# change. Most moves show another slice or code and change far more (typically 15-40%); the
+# swap view's code-B slider can change little more than the caption when the two codes look
+# alike, so the bulk is checked on the median.
+MIN_CHANGE, MIN_MEDIAN_CHANGE = 0.0005, 0.05
 
 
 @dataclass
@@ -147,14 +152,16 @@ def test_widgets_work_in_jupyterlab(live: LiveNotebook, run_dir, tmp_path):
             assert not L.output_errors(), f"errors after Run All: {L.output_errors()}"
             views = L.widget_views()
             assert len(views) == live.views, f"expected {live.views} widget views"
-            views[0].screenshot(path=str(out / "first_view.png"))
+            L.screenshot(views[0], out / "first_view.png")
             moves = {}
             for k, view in enumerate(views):
                 for what, change in drive_view(L, view):
                     moves[f"view {k}: {what}"] = round(change, 4)
             assert len(moves) >= len(views)
             weak = {m: c for m, c in moves.items() if c < MIN_CHANGE}
-            assert not weak, f"the image hardly changed (< {MIN_CHANGE:.0%} of pixels): {weak}"
+            assert not weak, f"the image did not change (< {MIN_CHANGE:.2%} of pixels): {weak}"
+            median = sorted(moves.values())[len(moves) // 2]
+            assert median >= MIN_MEDIAN_CHANGE, f"most moves hardly changed the image: {moves}"
             assert not L.output_errors(), f"errors after moving the controls: {L.output_errors()}"
             assert not L.console_errors, f"browser console errors: {L.console_errors}"
             assert not lab.log_errors(), f"JupyterLab server log errors: {lab.log_errors()}"
