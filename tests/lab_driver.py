@@ -136,14 +136,14 @@ class LabNotebook:
 
     def settle(self, timeout: float = 60) -> None:
         """Wait until the kernel is idle and the widget images stop changing."""
-        srcs = None
+        get = "els => els.map(e => e.src)"
         while True:
             self._wait(lambda s: s and s["kernel"] == "idle", timeout, "the kernel to settle")
-            self.page.wait_for_timeout(300)
-            now = self.page.locator("img.widget-image").evaluate_all("els => els.map(e => e.src)")
-            if now == srcs:
+            srcs = self.page.locator("img.widget-image").evaluate_all(get)
+            self.page.wait_for_timeout(200)
+            if self.state()["kernel"] == "idle" and \
+                    self.page.locator("img.widget-image").evaluate_all(get) == srcs:
                 return
-            srcs = now
 
     def slider_by_keyboard(self, view, index: int = 0, presses: int = 2) -> float:
         """Focus the slider's handle and press an arrow key; return the image change."""

@@ -1,7 +1,7 @@
 """The interactive widgets in a real JupyterLab, driven by headless Chromium (marker ``browser``).
 
-For every notebook in ``LIVE``: train what it needs with papermill under the ``smoke`` preset
-(into a temporary run folder), write a parameter-injected copy of the notebook into a temporary
+For every notebook in ``LIVE``: train what it needs under the ``smoke`` preset (notebook 03's
+``train`` call in-process, other notebooks with papermill; into a temporary run folder), write a parameter-injected copy of the notebook into a temporary
 folder, open THAT in a private JupyterLab, wait for the kernel, Run All, then move every control
 of every widget view (sliders by keyboard, by drag and by typing into the readout; number boxes
 by typing; dropdowns; buttons) and check that the view's image changed and that no error showed
@@ -76,15 +76,31 @@ def run_dir(tmp_path_factory) -> Path:
 _prepared: set[str] = set()
 
 
+def _train_smoke(run_dir: Path, data_dir: str) -> None:
+    """What notebook 03 leaves behind (checkpoints, history), without its figures: the same
+    ``train`` call under the same preset, in this process (faster than a kernel)."""
+    from vqvae_lib.config import get_config
+    from vqvae_lib.train import train
+
+    train(get_config("smoke"), data_dir=data_dir, run_dir=run_dir, verbose=False)
+
+
+FAST_PREPARE = {"03": _train_smoke}     # other prefixes run their notebook with papermill
+
+
 def _prepare(run_dir: Path, prefixes: tuple[str, ...]) -> None:
     if os.environ.get("VQVAE_BROWSER_RUN_DIR"):
         return
     data_dir = str(resolve_data_dir(None)[0])
     for prefix in prefixes:
-        if prefix not in _prepared:
+        if prefix in _prepared:
+            continue
+        if prefix in FAST_PREPARE:
+            FAST_PREPARE[prefix](run_dir, data_dir)
+        else:
             book = next(p for p in notebook_paths() if p.name.startswith(prefix))
             run_notebook(book, "smoke", run_dir, data_dir=data_dir)
-            _prepared.add(prefix)
+        _prepared.add(prefix)
 
 
 def injected_copy(notebook: Path, folder: Path, **params) -> Path:
@@ -146,9 +162,12 @@ def test_widgets_work_in_jupyterlab(live: LiveNotebook, run_dir, tmp_path):
         browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         L = LabNotebook(page, lab, f"{live.name}.ipynb")
+        marks = {}
         try:
             L.open()
+            marks["lab_open_s"] = time.monotonic() - t0
             L.run_all()
+            marks["run_all_s"] = time.monotonic() - t0
             assert not L.output_errors(), f"errors after Run All: {L.output_errors()}"
             views = L.widget_views()
             assert len(views) == live.views, f"expected {live.views} widget views"
@@ -157,6 +176,7 @@ def test_widgets_work_in_jupyterlab(live: LiveNotebook, run_dir, tmp_path):
             for k, view in enumerate(views):
                 for what, change in drive_view(L, view):
                     moves[f"view {k}: {what}"] = round(change, 4)
+            marks["moves_s"] = time.monotonic() - t0
             assert len(moves) >= len(views)
             weak = {m: c for m, c in moves.items() if c < MIN_CHANGE}
             assert not weak, f"the image did not change (< {MIN_CHANGE:.2%} of pixels): {weak}"
@@ -170,6 +190,7 @@ def test_widgets_work_in_jupyterlab(live: LiveNotebook, run_dir, tmp_path):
             raise
         finally:
             browser.close()
-    timing = {"prepare_s": round(t_prepare, 1), "total_s": round(time.monotonic() - t0, 1)}
+    timing = {"prepare_s": round(t_prepare, 1), **{k: round(v, 1) for k, v in marks.items()},
+              "total_s": round(time.monotonic() - t0, 1)}      # seconds since the test began
     (out / "result.json").write_text(json.dumps({"moves": moves, **timing}, indent=1))
     print(f"{live.name}: {len(moves)} moves, min change {min(moves.values()):.1%}, {timing}")
