@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,10 +54,17 @@ class LiveNotebook:
     prepare: tuple[str, ...] = ()
     params: dict = field(default_factory=dict)
     views: int = 1
+    check: Callable | None = None      # check(views) right after Run All, for notebook specifics
+
+
+def _check_04(views) -> None:
+    """The code-swap view opens on suggest_swap's pair and names it (issue 13)."""
+    caption = views[2].locator(".widget-html").first.inner_text()
+    assert caption.startswith("swapped ") and " code " in caption, caption
 
 
 LIVE = [
-    LiveNotebook("04_codebook_analysis", prepare=("03",), views=3,
+    LiveNotebook("04_codebook_analysis", prepare=("03",), views=3, check=_check_04,
                  params=dict(max_slices=16, experiment_minutes=0.05)),
     # notebook 06's live sampler, once it exists, e.g.:
     # LiveNotebook("06_prior_and_generation", prepare=("03",), views=1, params=dict(...)),
@@ -172,6 +180,8 @@ def test_widgets_work_in_jupyterlab(live: LiveNotebook, run_dir, tmp_path):
             views = L.widget_views()
             assert len(views) == live.views, f"expected {live.views} widget views"
             L.screenshot(views[0], out / "first_view.png")
+            if live.check:
+                live.check(views)
             moves = {}
             for k, view in enumerate(views):
                 for what, change in drive_view(L, view):
