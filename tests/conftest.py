@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from data_fixtures import make_oasis
-from lab_driver import browser_unavailable
+from lab_server import browser_unavailable
 
 from vqvae_lib.paths import repo_root
 

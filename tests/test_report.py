@@ -119,7 +119,7 @@ def test_vendored_assets_are_small_and_licensed():
 
 @pytest.mark.browser
 def test_report_reads_offline_in_chromium(fake_run):
-    from lab_driver import browser_unavailable, launch_chromium
+    from lab_server import browser_unavailable, launch_chromium
     from playwright.sync_api import sync_playwright
 
     reason = browser_unavailable()

@@ -230,6 +230,11 @@ def build_report(run_dir: Path, out_dir: Path | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line: build the report, print where it is; 1 when there is nothing to show.
+
+    Args:
+        argv: the arguments (default ``sys.argv[1:]``).
+    """
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="cpu", help="report on runs/<preset> (default cpu)")
