@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .config import Config, get_config
+from .errors import install_notebook_handler
 from .paths import run_dir_for
 
 
@@ -29,13 +30,29 @@ def quiet() -> bool:
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
-    """Seed Python, NumPy and torch (CPU and CUDA); ask for deterministic kernels on CPU."""
+    """Seed Python, NumPy and torch (CPU and every GPU), and ask torch for deterministic kernels.
+
+    With ``deterministic`` (the default) this switches on
+    ``torch.use_deterministic_algorithms(True, warn_only=True)``, ``cudnn.deterministic`` and
+    sets ``CUBLAS_WORKSPACE_CONFIG`` (it must be set before CUDA starts; ``setup_notebook`` and
+    the trainer call this first). What stays non-deterministic (docs/RELIABILITY.md): a GPU op
+    with no deterministic kernel (torch then warns once, it does not fail), the order of NCCL
+    all-reduces under ``torchrun``, and the schedule of a run with a wall-clock budget
+    (``max_minutes`` > 0) or a different number of CPU threads.
+
+    Args:
+        seed: the seed for every generator.
+        deterministic: ask for deterministic kernels (slower on some GPU convolutions).
+    """
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
     if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
 
 
@@ -74,6 +91,7 @@ def setup_notebook(
     """Seed, resolve the device, data folder and run folder, and print them with the versions."""
     from .data.slices import resolve_data_dir  # local import: data is heavier
 
+    install_notebook_handler()      # OS and input errors: one line, not a traceback
     cfg = get_config(preset, seed=seed, **overrides)
     seed_everything(seed)
     device = pick_device(cfg.device)

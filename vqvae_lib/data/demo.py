@@ -53,6 +53,7 @@ from pathlib import Path
 import numpy as np
 
 from ..common import SPLITS
+from ..errors import cli
 
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 IMAGE_SIZE = 256                    # pixels; 1 pixel ~ 1 mm, like the OASIS slices
@@ -362,6 +363,7 @@ def ensure_demo(out: str | os.PathLike | None = None, **kwargs) -> Path:
     return generate(out, **kwargs)                 # keeps a current set, rebuilds an old one
 
 
+@cli
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m vqvae_lib.demo", description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=None, help="output folder (default: data/demo)")
