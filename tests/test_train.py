@@ -302,3 +302,14 @@ def test_history_files_are_written_atomically(tmp_path):
     assert json.loads((tmp_path / "history.json").read_text())[-1]["epoch"] == 2
     assert json_before != (tmp_path / "history.json").read_text()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".history")]
+
+
+def test_a_subject_in_train_and_validate_is_reported_by_train(tmp_path):
+    from data_fixtures import make_oasis
+
+    from vqvae_lib.data import DataWarning
+    from vqvae_lib.train import load_train_data
+
+    root = make_oasis(tmp_path / "o", {"train": [1, 2, 3], "validate": [3, 5], "test": [6]})
+    with pytest.warns(DataWarning, match=r"1 subject\(s\) are in both train and validate \(e\.g\. 003\)"):
+        load_train_data(get_config("smoke", image_size=32), root, verbose=False)

@@ -28,7 +28,6 @@ from ..common import progress
 from ..config import Config
 from ..errors import TrainingError
 from ..runlock import run_lock
-from . import figures
 from .batches import epoch_images, make_batch
 from .budget import Clock, lr_factor, plan_epochs
 from .distributed import barrier, broadcast_int, sync_flags
@@ -164,49 +163,27 @@ def fit(tr: Trainer, resume: bool = False, lock: bool = True) -> TrainResult:
     held = run_lock(tr.run_dir, "training") if lock and tr.dist.is_main else contextlib.nullcontext()
     with held, tr.signals():
         tr.start(resume)
-        st, guard, stopped = tr.state, guard_quantizer(tr.model), "completed"
-        tr.log(f"training {cfg.preset} on {tr.device}: {len(tr.data.train_u8)} train / "
-               f"{len(tr.data.val_u8)} val images at {cfg.image_size}px, "
-               f"{sum(p.numel() for p in tr.params) / 1e6:.2f}M params, {tr.steps_per_epoch} steps/"
-               f"epoch of {cfg.batch_size} x{tr.dist.world}, up to {cfg.epochs} epochs")
-        clock = Clock(st.elapsed)
+        st, guard, stopped, clock = tr.state, guard_quantizer(tr.model), "completed", Clock(tr.state.elapsed)
         ebar = progress(total=st.planned_epochs, initial=st.epoch, desc="epochs", disable=not tr.verbose)
         try:
             while st.epoch < st.planned_epochs:
                 t_epoch, n_before, train_before = time.perf_counter(), st.accum.get("n", 0), st.train_seconds
                 reason = run_epoch(tr, clock)
                 if reason == "interrupted" and st.batch_in_epoch < tr.steps_per_epoch:
-                    st.elapsed = clock.elapsed()
-                    if tr.dist.is_main:
-                        tr.save("last.pt")
-                    tr.log(f"interrupted at epoch {st.epoch + 1}, step {st.step}: saved "
-                           f"{tr.ckdir / 'last.pt'}; continue with resume=True (--resume)")
+                    tr.save_interrupted(clock.elapsed())          # mid-epoch: last.pt to resume from
                     stopped = reason
                     break
                 # ---- end of (possibly shortened) epoch: validate, check, log, save
                 st.epoch += 1
-                metrics = validate(tr.model, tr.data.val_u8, tr.device, cfg) if tr.dist.is_main else {}
-                st.elapsed = clock.elapsed()
-                (bad,) = sync_flags(tr.dist, tr.device, bool(nonfinite_metrics(metrics)))
-                if bad:
-                    raise _stop(tr, f"Non-finite validation metrics {nonfinite_metrics(metrics)} after the "
-                                    f"last step", st.epoch, st.step)
-                images = (st.accum.get("n", 0) - n_before) * cfg.batch_size * tr.dist.world
-                row = epoch_row(epoch=st.epoch, step=st.step, accum=st.accum, metrics=metrics,
-                                lr=tr.optimizer.param_groups[0]["lr"], elapsed=st.elapsed,
-                                epoch_seconds=time.perf_counter() - t_epoch, train_seconds=st.train_seconds,
-                                images_per_s=images / max(st.train_seconds - train_before, 1e-9))
-                st.epoch_perm, st.batch_in_epoch, st.accum = None, 0, {}
+                row = _end_epoch(tr, clock, t_epoch, n_before, train_before)
                 if tr.dist.is_main:
-                    tr.history.append(row)
-                    tr.log(format_row(row, cfg.codebook_size))
                     _save_epoch(tr, row)
                 ebar.update(1)
                 recent = [r["epoch_seconds"] for r in tr.history.rows[-3:]]
                 st.planned_epochs = broadcast_int(tr.dist, tr.device, plan_epochs(
                     cfg, st.epoch, st.planned_epochs, clock.elapsed(), recent))
                 if reason is None and tr.stop_signal is not None:
-                    reason = "interrupted"              # the signal came during validation
+                    reason = "interrupted"                        # the signal came during validation
                 if reason is not None:
                     stopped = reason
                     break
@@ -215,21 +192,36 @@ def fit(tr: Trainer, resume: bool = False, lock: bool = True) -> TrainResult:
         finally:
             ebar.close()
             guard.remove()
-        if tr.dist.is_main and tr.history.rows:
-            for name, fig in figures.training_figures(tr.history.rows, cfg).items():
-                tr.save_figure(fig, name)
-            b = max(tr.history.rows, key=lambda h: h["val_ssim"])
-            tr.log(f"done ({stopped}) after {st.epoch} epochs, {st.elapsed / 60:.1f} min: best val "
-                   f"SSIM {b['val_ssim']:.4f} at epoch {b['epoch']} -> {tr.ckdir / 'best.pt'}")
+        tr.finish(stopped)
     barrier(tr.dist)
     return TrainResult(history=tr.history.rows, best_path=tr.ckdir / "best.pt",
                        last_path=tr.ckdir / "last.pt", model=tr.model, cfg=cfg, run_dir=tr.run_dir,
                        device=tr.device, stopped=stopped, val_log=tr.val_log)
 
 
+def _end_epoch(tr: Trainer, clock: Clock, t_epoch: float, n_before: int, train_before: float) -> dict:
+    """Validate (rank 0), stop if a metric is not finite, and build the epoch's history row."""
+    cfg, st = tr.cfg, tr.state
+    metrics = validate(tr.model, tr.data.val_u8, tr.device, cfg) if tr.dist.is_main else {}
+    st.elapsed = clock.elapsed()
+    (bad,) = sync_flags(tr.dist, tr.device, bool(nonfinite_metrics(metrics)))
+    if bad:
+        raise _stop(tr, f"Non-finite validation metrics {nonfinite_metrics(metrics)} after the "
+                        f"last step", st.epoch, st.step)
+    images = (st.accum.get("n", 0) - n_before) * cfg.batch_size * tr.dist.world
+    row = epoch_row(epoch=st.epoch, step=st.step, accum=st.accum, metrics=metrics,
+                    lr=tr.optimizer.param_groups[0]["lr"], elapsed=st.elapsed,
+                    epoch_seconds=time.perf_counter() - t_epoch, train_seconds=st.train_seconds,
+                    images_per_s=images / max(st.train_seconds - train_before, 1e-9))
+    st.epoch_perm, st.batch_in_epoch, st.accum = None, 0, {}
+    return row
+
+
 def _save_epoch(tr: Trainer, row: dict) -> None:
     """Rank 0 at the end of an epoch: best.pt if SSIM improved, last.pt, history, figures."""
     st = tr.state
+    tr.history.append(row)
+    tr.log(format_row(row, tr.cfg.codebook_size))
     if row["val_ssim"] > st.best_ssim:
         st.best_ssim = row["val_ssim"]
         tr.save("best.pt")

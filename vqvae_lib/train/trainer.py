@@ -118,10 +118,18 @@ class Trainer:
 
     # ---- start: resume, or a fresh run ------------------------------------------------------
     def start(self, resume: bool) -> None:
-        """Restore ``last.pt`` (``resume``), or start fresh; a fresh run deletes nothing."""
-        if not resume:
-            return
-        path = self.ckdir / "last.pt"
+        """Restore ``last.pt`` (``resume``), or start fresh (deleting nothing); print the plan."""
+        if resume:
+            self._resume(self.ckdir / "last.pt")
+        cfg = self.cfg
+        self.log(f"training {cfg.preset} on {self.device}: {len(self.data.train_u8)} train / "
+                 f"{len(self.data.val_u8)} val images at {cfg.image_size}px, "
+                 f"{sum(p.numel() for p in self.params) / 1e6:.2f}M params, {self.steps_per_epoch} "
+                 f"steps/epoch of {cfg.batch_size} x{self.dist.world} processes, up to {cfg.epochs} "
+                 f"epochs{f', budget {cfg.max_minutes:g} min' if cfg.max_minutes else ''}"
+                 f"{f', amp {self.amp_dtype}' if self.amp_dtype else ''}")
+
+    def _resume(self, path: Path) -> None:
         ckpt = load_run_checkpoint(path)
         check_resumable(ckpt, self.cfg, path)
         self.model.load_state_dict(ckpt["model"])
@@ -156,6 +164,24 @@ class Trainer:
         except BaseException:
             st.saved = before
             raise
+
+    def save_interrupted(self, elapsed: float) -> None:
+        """Stopped mid-epoch by a signal: save ``last.pt`` (rank 0) to resume from."""
+        self.state.elapsed = elapsed
+        if self.dist.is_main:
+            self.save("last.pt")
+        self.log(f"interrupted at epoch {self.state.epoch + 1}, step {self.state.step}: saved "
+                 f"{self.ckdir / 'last.pt'}; continue with resume=True (--resume)")
+
+    def finish(self, stopped: str) -> None:
+        """Rank 0 at the end of a run: the training figures and a summary line."""
+        if not (self.dist.is_main and self.history.rows):
+            return
+        for name, fig in figures.training_figures(self.history.rows, self.cfg).items():
+            self.save_figure(fig, name)
+        b = max(self.history.rows, key=lambda h: h["val_ssim"])
+        self.log(f"done ({stopped}) after {self.state.epoch} epochs, {self.state.elapsed / 60:.1f} "
+                 f"min: best val SSIM {b['val_ssim']:.4f} at epoch {b['epoch']} -> {self.ckdir / 'best.pt'}")
 
     def save_figure(self, fig, name: str) -> None:
         viz.save_figure(fig, self.run_dir, name)
