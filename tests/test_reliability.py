@@ -126,6 +126,8 @@ def test_run_all_names_a_missing_relative_data_dir_and_where_it_looked(tmp_path,
     (["--epochs", "-2"], "epochs must be > 0"),
     (["--lr", "fast"], "lr expects a number, got 'fast'"),
     (["--learning-rate", "1"], "Unknown config field 'learning_rate'"),
+    pytest.param(["--device", "cuda"], "no CUDA GPU is visible", marks=pytest.mark.skipif(
+        torch.cuda.is_available(), reason="a GPU is visible here")),
 ])
 def test_train_cli_mistakes_are_one_line_naming_the_field(argv, message, capsys):
     assert train_main(["--preset", "smoke", *argv]) == 2

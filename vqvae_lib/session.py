@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .config import Config, get_config
-from .errors import install_notebook_handler
+from .errors import ConfigError, install_notebook_handler
 from .paths import run_dir_for
 
 
@@ -61,7 +61,8 @@ def pick_device(requested: str = "auto") -> torch.device:
     """``auto`` picks CUDA, then Apple MPS, then CPU; anything else is taken as given."""
     if requested and requested != "auto":
         if requested.startswith("cuda") and not torch.cuda.is_available():
-            raise RuntimeError("device='cuda' was requested but no CUDA GPU is visible; use device='auto' or 'cpu'.")
+            raise ConfigError("device='cuda' was requested but no CUDA GPU is visible; use "
+                              "device='auto' or 'cpu'.")
         return torch.device(requested)
     if torch.cuda.is_available():
         return torch.device("cuda")
