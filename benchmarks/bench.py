@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from vqvae_lib.config import get_config  # noqa: E402
-from vqvae_lib.train.loop import Trainer  # noqa: E402
+from vqvae_lib.train import fit, make_trainer  # noqa: E402
 
 
 def machine() -> dict:
@@ -65,9 +65,9 @@ def run_recipe(name: str, args) -> dict:
                      seed=args.seed, **extra)
     print(f"\n=== {name}: {args.minutes:g} min budget at {args.size}px ===", flush=True)
     t0 = time.perf_counter()
-    trainer = Trainer(cfg, data_dir=args.data_dir, run_dir=ROOT / "runs" / "bench" / name,
-                      eval_every_s=args.eval_every, eval_subset=args.eval_images)
-    res = trainer.fit()
+    trainer = make_trainer(cfg, data_dir=args.data_dir, run_dir=ROOT / "runs" / "bench" / name,
+                           eval_every_s=args.eval_every, eval_subset=args.eval_images)
+    res = fit(trainer)
     wall = time.perf_counter() - t0
     points = res.val_log
     images = trainer.step * cfg.batch_size

@@ -142,3 +142,46 @@ def test_folder_without_any_images_is_refused(tmp_path):
     (tmp_path / "oasis" / "readme.txt").write_text("unzip here")
     with pytest.raises(DataError, match=r"neither the OASIS split folders.*nor PNG images"):
         D.resolve_data_dir(tmp_path / "oasis")
+
+
+# ---- operating-system trouble in a data folder: a DataError naming the file and the right fix ----
+def test_symlink_loop_in_a_split_folder_names_the_link(oasis, cache):
+    loop = split_dir(oasis) / "case_009_slice_0.nii.png"
+    loop.symlink_to(loop.name)                                               # points at itself
+    with pytest.raises(DataError, match=r"case_009_slice_0\.nii\.png.*symbolic link loop"):
+        load(oasis, cache)
+    assert no_cache_written(cache)
+
+
+def test_dangling_link_names_the_link_and_its_target(oasis, cache):
+    (split_dir(oasis) / "case_009_slice_0.nii.png").symlink_to(oasis / "gone" / "case_009.png")
+    with pytest.raises(DataError, match=r"case_009_slice_0\.nii\.png \(a symbolic link to .*gone.*dangling"):
+        load(oasis, cache)
+
+
+def test_split_folder_that_is_a_dangling_link_is_named(oasis, cache):
+    test_dir = split_dir(oasis, "test")
+    for p in test_dir.iterdir():
+        p.unlink()
+    test_dir.rmdir()
+    test_dir.symlink_to(oasis / "unmounted_disk")
+    with pytest.raises(DataError, match=r"keras_png_slices_test \(a symbolic link to .*unmounted_disk.*dangling"):
+        load(oasis, cache, split="test")
+
+
+def test_unreadable_file_says_permission_not_damaged(oasis, cache, monkeypatch):
+    import PIL.Image
+
+    real_open = PIL.Image.open
+    locked = split_dir(oasis) / "case_002_slice_1.nii.png"
+
+    def open_(fp, *a, **k):                       # as a non-root user would see a chmod 000 file
+        if str(fp) == str(locked):
+            raise PermissionError(13, "Permission denied", str(fp))
+        return real_open(fp, *a, **k)
+
+    monkeypatch.setattr(PIL.Image, "open", open_)
+    with pytest.raises(DataError, match=r"case_002_slice_1\.nii\.png cannot be read \(permission denied\).*chmod") as e:
+        load(oasis, cache)
+    assert "damaged" not in str(e.value)
+    assert no_cache_written(cache)

@@ -1,5 +1,6 @@
 """The trainer: determinism, exact resume after Ctrl-C, NaN stop, files it writes, DDP on CPU."""
 
+import errno
 import json
 import math
 import os
@@ -12,11 +13,12 @@ import pytest
 import torch
 from PIL import Image
 
-from vqvae_lib.checkpoint import load_checkpoint, load_model
+from vqvae_lib.checkpoint import load_checkpoint, load_model, nonfinite_tensors
 from vqvae_lib.config import get_config
-from vqvae_lib.errors import CheckpointError, TrainingError
+from vqvae_lib.errors import CheckpointError, RunFolderBusy, TrainingError
 from vqvae_lib.paths import repo_root
-from vqvae_lib.train.loop import _parse_cli, lr_factor, train
+from vqvae_lib.train import History, lr_factor, train
+from vqvae_lib.train.cli import parse_cli as _parse_cli
 
 TIMING_KEYS = {"seconds", "epoch_seconds", "train_seconds", "images_per_s"}
 HISTORY_KEYS = {"epoch", "step", "seconds", "lr", "train_loss", "train_recon", "train_codebook",
@@ -151,3 +153,163 @@ def test_two_process_ddp_with_gloo(data_dir, tmp_path):
     assert proc.stdout.count("epoch   2 |") == 1
     model, _, _ = load_model(tmp_path / "checkpoints" / "best.pt")
     assert model.quantizer.initialized.item() == 1
+
+
+# ---- issue 11: a rerun never destroys a good model, NaN never reaches a checkpoint ----------
+def _checkpoints(run_dir):
+    return sorted((run_dir / "checkpoints").rglob("*.pt"))
+
+
+def _all_finite(path):
+    ckpt = load_checkpoint(path)
+    return not nonfinite_tensors(ckpt)
+
+
+def test_sigterm_in_epoch_1_of_a_rerun_keeps_the_good_model(data_dir, tmp_path):
+    train(_cfg(epochs=1), data_dir=data_dir, run_dir=tmp_path, verbose=False)
+    good = (tmp_path / "checkpoints" / "best.pt").read_bytes()
+
+    def term(trainer):                           # SIGTERM in epoch 1 of the rerun
+        if trainer.step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    cut = train(_cfg(epochs=1, seed=1), data_dir=data_dir, run_dir=tmp_path, verbose=False, on_step=term)
+    assert cut.stopped == "interrupted" and cut.history == []
+    assert (tmp_path / "checkpoints" / "best.pt").read_bytes() == good     # still the good model
+    load_model(tmp_path / "checkpoints" / "best.pt")
+    assert (tmp_path / "checkpoints" / "previous" / "best.pt").read_bytes() == good
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 2   # resumable
+
+
+def test_a_rerun_that_fails_in_epoch_1_leaves_the_good_model(data_dir, tmp_path):
+    train(_cfg(epochs=1), data_dir=data_dir, run_dir=tmp_path, verbose=False)
+    before = {p.name: p.read_bytes() for p in _checkpoints(tmp_path)}
+    with pytest.raises(TrainingError, match=r"epoch 1, step \d+\. .*saved no checkpoint yet.*lower the learning rate"):
+        train(_cfg(lr=1e4), data_dir=data_dir, run_dir=tmp_path, verbose=False)
+    assert {p.name: p.read_bytes() for p in _checkpoints(tmp_path)} == before
+
+
+def test_a_completed_rerun_keeps_the_previous_model_in_previous(data_dir, tmp_path):
+    first = train(_cfg(epochs=1), data_dir=data_dir, run_dir=tmp_path, verbose=False)
+    good = first.best_path.read_bytes()
+    last = (tmp_path / "checkpoints" / "last.pt").read_bytes()
+    train(_cfg(epochs=1, seed=3), data_dir=data_dir, run_dir=tmp_path, verbose=False)
+    prev = tmp_path / "checkpoints" / "previous"
+    assert (prev / "best.pt").read_bytes() == good and (prev / "last.pt").read_bytes() == last
+    assert first.best_path.read_bytes() != good                           # the new model is best.pt
+
+
+def test_nan_in_validation_never_reaches_a_checkpoint(data_dir, tmp_path):
+    def poison(trainer):                         # BatchNorm statistics turn NaN at the end of epoch 2:
+        if trainer.step == 12:                   # the training loss stays finite, validation does not
+            bn = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+            bn.running_var.fill_(float("nan"))
+
+    with pytest.raises(TrainingError, match=r"Non-finite validation.*epoch 2.*last\.pt = epoch 1 \(step 6\)"):
+        train(_cfg(), data_dir=data_dir, run_dir=tmp_path, verbose=False, on_step=poison)
+    assert _checkpoints(tmp_path) and all(_all_finite(p) for p in _checkpoints(tmp_path))
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["epoch"] == 1
+    assert [r["epoch"] for r in json.loads((tmp_path / "history.json").read_text())] == [1]
+
+
+def test_nan_encoder_output_stops_before_the_ema_codebook_update(data_dir, tmp_path):
+    seen = {}
+
+    def poison(trainer):
+        if trainer.step == 8:
+            seen["trainer"] = trainer
+            seen["codebook"] = trainer.model.quantizer.codebook.detach().clone()
+            with torch.no_grad():
+                next(trainer.model.encoder.parameters()).fill_(float("nan"))
+
+    with pytest.raises(TrainingError, match=r"Non-finite encoder output.*epoch 2, step 9"):
+        train(_cfg(), data_dir=data_dir, run_dir=tmp_path, verbose=False, on_step=poison)
+    assert torch.equal(seen["trainer"].model.quantizer.codebook, seen["codebook"])   # untouched
+    assert all(_all_finite(p) for p in _checkpoints(tmp_path))
+
+
+def test_a_huge_learning_rate_is_refused_before_any_nan_is_saved(data_dir, tmp_path):
+    with pytest.raises(TrainingError, match=r"lower the learning rate \(now lr=10000"):
+        train(_cfg(lr=1e4), data_dir=data_dir, run_dir=tmp_path, verbose=False)
+    assert all(_all_finite(p) for p in _checkpoints(tmp_path))
+
+
+def test_disk_full_during_a_checkpoint_write_keeps_the_previous_file(data_dir, tmp_path, monkeypatch):
+    train(_cfg(epochs=1), data_dir=data_dir, run_dir=tmp_path, verbose=False)
+    good = (tmp_path / "checkpoints" / "best.pt").read_bytes()
+
+    def full(obj, f, *a, **k):
+        f.write(b"half a checkpoint")
+        raise OSError(errno.ENOSPC, "No space left on device", str(getattr(f, "name", "?")))
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(OSError, match="No space left"):
+        train(_cfg(epochs=1, seed=2), data_dir=data_dir, run_dir=tmp_path, verbose=False)
+    assert (tmp_path / "checkpoints" / "best.pt").read_bytes() == good
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_a_second_training_into_the_same_folder_is_refused(data_dir, tmp_path):
+    refused = []
+
+    def second(trainer):
+        if trainer.step == 2:
+            with pytest.raises(RunFolderBusy, match=rf"training \(pid {os.getpid()}\b") as e:
+                train(_cfg(), data_dir=data_dir, run_dir=tmp_path, verbose=False)
+            refused.append(str(e.value))
+
+    first = train(_cfg(), data_dir=data_dir, run_dir=tmp_path, verbose=False, on_step=second)
+    assert refused and first.stopped == "completed" and len(first.history) == 3
+    assert load_checkpoint(first.last_path)["epoch"] == 3 and _all_finite(first.best_path)
+
+
+def test_determinism_is_switched_on_and_the_cuda_rng_is_in_the_resume_state(data_dir, tmp_path):
+    torch.use_deterministic_algorithms(False)
+    res = train(_cfg(epochs=1), data_dir=data_dir, run_dir=tmp_path, verbose=False)
+    assert torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.deterministic
+    assert not torch.backends.cudnn.benchmark
+    assert "cuda_rng" in load_checkpoint(res.last_path)["extra"]["trainer"]
+
+
+def test_the_cuda_generator_is_saved_and_restored(monkeypatch):
+    from vqvae_lib.train.state import TrainState, load_state, state_dict
+
+    fake, restored = torch.arange(16, dtype=torch.uint8), {}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device=None: fake.clone())
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, device=None: restored.update(s=s))
+    gen, scaler, dev = torch.Generator(), torch.amp.GradScaler("cuda", enabled=False), torch.device("cuda", 0)
+    d = state_dict(TrainState(planned_epochs=3), gen, torch.Generator(), scaler, dev)
+    assert torch.equal(d["cuda_rng"], fake)
+    load_state({"epoch": 0, "step": 0, "extra": {"trainer": d}}, _cfg(), gen, torch.Generator(), scaler, dev)
+    assert torch.equal(restored["s"], fake)
+
+
+def test_history_files_are_written_atomically(tmp_path):
+    History([{"epoch": 1, "val_ssim": 0.5}]).write(tmp_path)
+    csv_before, json_before = (tmp_path / "history.csv").read_text(), (tmp_path / "history.json").read_text()
+
+    class DiskFull(float):
+        def __str__(self):
+            raise OSError(errno.ENOSPC, "No space left on device", "history.csv")
+        __repr__ = __str__
+
+    (tmp_path / "history.json.tmp").mkdir()      # the old fixed temporary name, taken
+    rows = [{"epoch": 1, "val_ssim": 0.5}, {"epoch": 2, "val_ssim": DiskFull(0.6)}]
+    with pytest.raises(OSError, match="No space"):
+        History(rows).write(tmp_path)
+    assert (tmp_path / "history.csv").read_text() == csv_before           # not truncated
+    assert json.loads((tmp_path / "history.json").read_text())[-1]["epoch"] == 2
+    assert json_before != (tmp_path / "history.json").read_text()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".history")]
+
+
+def test_a_subject_in_train_and_validate_is_reported_by_train(tmp_path):
+    from data_fixtures import make_oasis
+
+    from vqvae_lib.data import DataWarning
+    from vqvae_lib.train import load_train_data
+
+    root = make_oasis(tmp_path / "o", {"train": [1, 2, 3], "validate": [3, 5], "test": [6]})
+    with pytest.warns(DataWarning, match=r"1 subject\(s\) are in both train and validate \(e\.g\. 003\)"):
+        load_train_data(get_config("smoke", image_size=32), root, verbose=False)

@@ -17,6 +17,7 @@ rename on POSIX and Windows), so a crash or Ctrl-C mid-write never leaves a half
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,11 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
 def save_checkpoint(path, *, model, cfg: Config, optimizer=None, scheduler=None, history=None,
                     epoch: int = 0, step: int = 0, best_metric: float | None = None,
                     extra: dict | None = None) -> Path:
-    """Write a checkpoint atomically (temp file + rename) and return its path."""
+    """Write a checkpoint atomically (temp file + rename) and return its path.
+
+    Refuses (CheckpointError naming the file and the tensors) to write a state holding NaN or
+    inf: a non-finite model never reaches disk, and the file already there stays as it was.
+    """
     path = Path(path)
     state = {
         "format": FORMAT,
@@ -62,8 +67,32 @@ def save_checkpoint(path, *, model, cfg: Config, optimizer=None, scheduler=None,
         "extra": dict(extra or {}),
         "torch": str(torch.__version__),
     }
+    bad = nonfinite_tensors(state)
+    if bad:
+        raise CheckpointError(
+            f"Refusing to write {path}: {len(bad)} tensor(s) hold NaN or inf (e.g. "
+            f"{', '.join(bad[:3])}). The file on disk was left as it was.")
     atomic_write(path, lambda f: torch.save(state, f))
     return path
+
+
+def nonfinite_tensors(obj, prefix: str = "") -> list[str]:
+    """Names of floating-point tensors holding NaN or inf anywhere in a nested dict/list.
+
+    Args:
+        obj: a tensor, or a dict/list/tuple nesting them (a checkpoint state).
+        prefix: the name of ``obj`` itself, e.g. ``"model"``.
+    """
+    if isinstance(obj, torch.Tensor):
+        floating = obj.is_floating_point() or obj.is_complex()
+        return [prefix or "tensor"] if floating and not bool(torch.isfinite(obj).all()) else []
+    if isinstance(obj, dict):
+        items = obj.items()
+    elif isinstance(obj, (list, tuple)):
+        items = enumerate(obj)
+    else:
+        return []
+    return [n for k, v in items for n in nonfinite_tensors(v, f"{prefix}.{k}" if prefix else str(k))]
 
 
 def load_checkpoint(path, map_location="cpu") -> dict[str, Any]:
@@ -77,6 +106,12 @@ def load_checkpoint(path, map_location="cpu") -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated zip, random bytes, a pickle with code in it, ...
+        if "weights_only" in str(e) or isinstance(e, pickle.UnpicklingError):
+            raise CheckpointError(
+                f"Checkpoint {path} holds Python objects beyond plain tensors and numbers, which a "
+                f"safe load refuses (loading them could run code from the file). vqvae_lib never "
+                f"writes such files: do not load it unsafely; delete it and train again, or use a "
+                f"checkpoint from a source you trust that was written by vqvae_lib.") from None
         raise CheckpointError(
             f"Checkpoint {path} is damaged or not a vqvae_lib checkpoint ({type(e).__name__}: "
             f"{str(e).splitlines()[0][:200] if str(e) else ''}). Delete it and train again "

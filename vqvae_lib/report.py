@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .common import progress
 from .paths import repo_root
 from .report_export import copy_assets, export_notebook
 
@@ -197,8 +198,6 @@ def build_report(run_dir: Path, out_dir: Path | None = None,
         out_dir: where to write (default ``<run_dir>/report``); rebuilt from scratch.
         bench_dir: folder of benchmark JSONs (default the repository's ``benchmarks/``).
     """
-    from tqdm.auto import tqdm
-
     run_dir = Path(run_dir)
     notebooks = sorted((run_dir / "notebooks").glob("*.ipynb"))
     pngs = sorted((run_dir / "figures").glob("*.png"))
@@ -212,7 +211,7 @@ def build_report(run_dir: Path, out_dir: Path | None = None,
     (out / "figures").mkdir(parents=True)
     copy_assets(out)
     pages = []
-    for nb in tqdm(notebooks, desc="notebooks -> HTML", unit="nb"):
+    for nb in progress(notebooks, desc="notebooks -> HTML", unit="nb"):
         info = export_notebook(nb, out / "notebooks" / f"{nb.stem}.html", "../assets")
         pages.append((f"notebooks/{nb.stem}.html", _notebook_title(nb), info))
     figures: dict[str, list[str]] = {}

@@ -15,7 +15,11 @@ import sys
 import time
 from pathlib import Path
 
+from .errors import DataError, cli
 from .paths import repo_root, run_dir_for
+from .runlock import run_lock
+
+__all__ = ["run_all", "run_notebook", "notebook_paths", "caller_path", "NotebookFailed", "main"]
 
 SHARED_PARAMETERS = ("preset", "data_dir", "run_dir", "seed")
 
@@ -81,6 +85,18 @@ def run_notebook(
     return out
 
 
+def caller_path(path: str | os.PathLike | None) -> Path | None:
+    """``path`` made absolute against the caller's working directory (None stays None).
+
+    Papermill runs each notebook with ``notebooks/`` as its working directory, so a relative
+    ``DATA_DIR=data/demo`` from ``make`` must be resolved here, before that happens.
+
+    Args:
+        path: a folder as the user typed it (``~`` is expanded).
+    """
+    return None if path in (None, "") else Path(path).expanduser().absolute()
+
+
 def run_all(
     preset: str = "cpu",
     data_dir: str | None = None,
@@ -88,7 +104,23 @@ def run_all(
     seed: int = 0,
     only: list[str] | None = None,
 ) -> list[Path]:
-    rdir = run_dir_for(preset, run_dir).resolve()
+    """Execute the notebooks in order into ``<run_dir>/notebooks/``; stop at the first failure.
+
+    Holds the run folder's lock (:mod:`vqvae_lib.runlock`) for the whole run; the notebook
+    kernels it starts inherit it.
+
+    Args:
+        preset: the config preset every notebook uses.
+        data_dir: the data folder (relative paths are taken from the caller's cwd).
+        run_dir: the run folder (default ``runs/<preset>``; relative: from the caller's cwd).
+        seed: the seed every notebook uses.
+        only: notebook name prefixes to run (default: all).
+    """
+    rdir = run_dir_for(preset, caller_path(run_dir)).resolve()
+    data = caller_path(data_dir)
+    if data is not None and not data.is_dir():
+        raise DataError(f"DATA_DIR {data_dir} does not exist (resolved to {data} from "
+                        f"{Path.cwd()}). Point it at the folder holding keras_png_slices_data/.")
     books = notebook_paths()
     if only:
         books = [b for b in books if any(b.name.startswith(o) for o in only)]
@@ -96,17 +128,24 @@ def run_all(
         raise SystemExit("No notebooks matched (looked for notebooks/[0-9][0-9]_*.ipynb).")
     done = []
     t_all = time.perf_counter()
-    for i, nb in enumerate(books, 1):
-        print(f"[{i}/{len(books)}] {nb.name} (preset={preset}) ...", flush=True)
-        t0 = time.perf_counter()
-        done.append(run_notebook(nb, preset, rdir, data_dir=data_dir, seed=seed))
-        print(f"[{i}/{len(books)}] {nb.name} ok in {time.perf_counter() - t0:.0f} s", flush=True)
+    with run_lock(rdir, "make run-all"):
+        for i, nb in enumerate(books, 1):
+            print(f"[{i}/{len(books)}] {nb.name} (preset={preset}) ...", flush=True)
+            t0 = time.perf_counter()
+            done.append(run_notebook(nb, preset, rdir, data_dir=data, seed=seed))
+            print(f"[{i}/{len(books)}] {nb.name} ok in {time.perf_counter() - t0:.0f} s", flush=True)
     print(f"All {len(books)} notebooks ran in {time.perf_counter() - t_all:.0f} s; "
           f"executed copies and figures are in {rdir}", flush=True)
     return done
 
 
+@cli
 def main(argv: list[str] | None = None) -> int:
+    """``python -m vqvae_lib.runner``: see the module docstring.
+
+    Args:
+        argv: the command-line arguments (default ``sys.argv[1:]``).
+    """
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="cpu")
     ap.add_argument("--data-dir", default=None)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import platform
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,32 +20,9 @@ import torch
 
 from .config import Config, get_config
 from .data.slices import resolve_data_dir
+from .errors import install_notebook_handler
 from .paths import run_dir_for
-
-
-def seed_everything(seed: int, deterministic: bool = True) -> None:
-    """Seed Python, NumPy and torch (CPU and CUDA); ask for deterministic kernels on CPU."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    if torch.cuda.is_available():
-        torch.cuda.manual_seed_all(seed)
-    if deterministic:
-        torch.backends.cudnn.benchmark = False
-
-
-def pick_device(requested: str = "auto") -> torch.device:
-    """``auto`` picks CUDA, then Apple MPS, then CPU; anything else is taken as given."""
-    if requested and requested != "auto":
-        if requested.startswith("cuda") and not torch.cuda.is_available():
-            raise RuntimeError("device='cuda' was requested but no CUDA GPU is visible; use device='auto' or 'cpu'.")
-        return torch.device(requested)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+from .runtime import pick_device, seed_everything
 
 
 @dataclass
@@ -68,6 +44,7 @@ def setup_notebook(
     **overrides: Any,
 ) -> Session:
     """Seed, resolve the device, data folder and run folder, and print them with the versions."""
+    install_notebook_handler()      # OS and input errors: one line, not a traceback
     cfg = get_config(preset, seed=seed, **overrides)
     seed_everything(seed)
     device = pick_device(cfg.device)

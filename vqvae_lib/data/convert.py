@@ -31,7 +31,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from ..common import quiet
+from ..common import progress, quiet
 from ..errors import DataError
 from .files import split_subjects
 from .volume_pairs import Subject, find_subjects
@@ -107,9 +107,6 @@ def convert(src, out, size: int = 256, n_slices: int = N_SLICES, z_range=Z_RANGE
     Raises:
         DataError: bad input (named in the message), or ``out`` exists and is not empty.
     """
-    from tqdm.auto import tqdm
-
-
     t0 = time.perf_counter()
     out = Path(out)
     if not 0 <= z_range[0] < z_range[1] <= 1:
@@ -145,9 +142,9 @@ def convert(src, out, size: int = 256, n_slices: int = N_SLICES, z_range=Z_RANGE
             method = "fork" if sys.platform.startswith("linux") else "spawn"
             with ProcessPoolExecutor(workers, mp_context=mp.get_context(method),
                                      initializer=_init_worker) as pool:
-                entries = list(tqdm(pool.map(convert_subject, jobs), **bar))
+                entries = list(progress(pool.map(convert_subject, jobs), **bar))
         else:
-            entries = [convert_subject(j) for j in tqdm(jobs, **bar)]
+            entries = [convert_subject(j) for j in progress(jobs, **bar)]
         manifest = {
             "what": "axial slices cut from T1 volumes by vqvae_lib.slices",
             "source": str(Path(src).resolve()), "image_size": size, "slices_per_subject": n_slices,

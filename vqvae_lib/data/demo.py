@@ -49,8 +49,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from ..common import SPLITS, quiet
-from ..errors import DataError
+from ..common import SPLITS, progress, quiet
+from ..errors import DataError, cli
 from ..paths import data_root
 from .anatomy import IMAGE_SIZE, Z_RANGE_MM, load_template, make_subject
 from .files import split_subjects
@@ -105,9 +105,6 @@ def generate(out: str | os.PathLike | None = None, subjects: int = 100, slices: 
 
     If ``out`` already holds a finished demo set it is kept (pass ``force=True`` to rebuild).
     """
-    from tqdm.auto import tqdm
-
-
     out = Path(out) if out else default_out_dir()
     if (out / MANIFEST).is_file() and not force:
         made = json.loads((out / MANIFEST).read_text())
@@ -150,10 +147,10 @@ def generate(out: str | os.PathLike | None = None, subjects: int = 100, slices: 
             method = "fork" if sys.platform.startswith("linux") else "spawn"
             with ProcessPoolExecutor(workers, mp_context=mp.get_context(method),
                                      initializer=_init_worker) as pool:
-                for _ in tqdm(pool.map(_write_subject, jobs, chunksize=4), **bar):
+                for _ in progress(pool.map(_write_subject, jobs, chunksize=4), **bar):
                     pass
         else:
-            for job in tqdm(jobs, **bar):
+            for job in progress(jobs, **bar):
                 _write_subject(job)
         manifest = {
             "what": "SYNTHETIC OASIS-like brain MRI slices (not real subjects)",
@@ -186,6 +183,7 @@ def ensure_demo(out: str | os.PathLike | None = None, **kwargs) -> Path:
     return generate(out, **kwargs)                 # keeps a current set, rebuilds an old one
 
 
+@cli
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m vqvae_lib.demo", description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=None, help="output folder (default: data/demo)")

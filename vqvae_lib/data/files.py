@@ -19,6 +19,7 @@ or missing split folder. (Table: ``docs/DATA.md``.)
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import warnings
@@ -43,13 +44,50 @@ class DataWarning(UserWarning):
 # Listing and pairing files
 # ----------------------------------------------------------------------------------------
 def find_pngs(folder: Path) -> tuple[list[Path], list[Path]]:
-    """(PNG files, other visible files) in ``folder``, sorted by name."""
+    """(PNG files, other visible files) in ``folder``, sorted by name.
+
+    A folder that cannot be listed, a symbolic link loop or a link to a missing file is a
+    DataError naming it (not a raw ``OSError``).
+    """
     pngs, stray = [], []
-    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-        if entry.name.startswith(".") or entry.is_dir():
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as e:
+        raise os_data_error(Path(folder), e, "data folder") from None
+    for entry in entries:
+        if entry.name.startswith("."):
             continue
+        try:
+            if entry.is_dir():
+                continue
+            if entry.is_symlink() and not os.path.exists(entry.path):
+                raise FileNotFoundError(2, "No such file or directory", entry.path)
+        except OSError as e:
+            raise os_data_error(Path(entry.path), e) from None
         (pngs if entry.name.lower().endswith(".png") else stray).append(Path(entry.path))
     return pngs, stray
+
+
+def os_data_error(path: Path, err: OSError, what: str = "file") -> DataError:
+    """A DataError for an OS error on a data file or folder: what is wrong and the fix."""
+    link = ""
+    try:
+        if path.is_symlink():
+            link = f" (a symbolic link to {os.readlink(path)})"
+    except OSError:
+        pass
+    if err.errno == errno.ELOOP:
+        why = "is a symbolic link loop: point the link at the real file, or delete it"
+    elif err.errno == errno.ENOENT and link:
+        why = "is a dangling symbolic link (its target is missing): fix the link, or delete it"
+    elif err.errno == errno.ENOENT:
+        why = "vanished while it was being read: check the folder and run again"
+    elif err.errno in (errno.EACCES, errno.EPERM):
+        why = ("cannot be read (permission denied): make it readable (chmod a+r; folders also "
+               "a+x) or copy the data somewhere you can read")
+    else:
+        why = f"cannot be read ({err.strerror or err}): check the disk and the path"
+    return DataError(f"The {what} {path}{link} {why}.")
 
 
 def split_subjects(subjects, seed: int = 0, fractions=(0.8, 0.1, 0.1)) -> dict[str, list[str]]:
@@ -77,6 +115,8 @@ def list_split(root: Path, split: str, source: str,
     stray, unparsed = [], []
     if source != "custom":
         img_dir, seg_dir = root / f"keras_png_slices_{split}", root / f"keras_png_slices_seg_{split}"
+        if not img_dir.is_dir() and img_dir.is_symlink():
+            raise os_data_error(img_dir, FileNotFoundError(2, "missing"), "split folder")
         if not img_dir.is_dir():
             raise DataError(f"Split folder {img_dir} is missing. The course layout has "
                             "keras_png_slices_{train,validate,test}; restore it from the zip.")
@@ -133,6 +173,12 @@ def _open(path: Path):
         im = Image.open(path)
         im.load()
         return im
+    except OSError as e:
+        if e.errno is not None:          # the OS refused (permission, loop, vanished), not PIL
+            raise os_data_error(path, e) from None
+        raise DataError(f"Cannot decode {path} ({type(e).__name__}: {e}). The file is damaged "
+                        "or not a PNG: copy it again from the original zip, or delete it "
+                        "(and its mask).") from None
     except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, ... on bad files
         raise DataError(f"Cannot decode {path} ({type(e).__name__}: {e}). The file is damaged "
                         "or not a PNG: copy it again from the original zip, or delete it "

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, cli
 from ..paths import figure_dir
 
 
@@ -58,6 +58,7 @@ def predict(checkpoint: str | os.PathLike, split: str = "test", n: int = 8,
     return path
 
 
+@cli
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m vqvae_lib.predict", description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", required=True, help="e.g. runs/cpu/checkpoints/best.pt")

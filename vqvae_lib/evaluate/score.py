@@ -41,7 +41,7 @@ import torch
 from .. import metrics as M
 from ..checkpoint import load_model, run_dir_of_checkpoint
 from ..common import TISSUE_NAMES
-from ..errors import CheckpointError
+from ..errors import CheckpointError, cli
 from ..model.inference import reconstruct
 
 SSIM_TARGET = 0.6
@@ -283,7 +283,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, split: str = "test",
     files go to ``out_dir`` or the checkpoint's run folder; ``cache_dir`` is passed to
     ``data.load_split`` (default ``data/cache``).
     """
-    from ..session import pick_device
+    from ..runtime import pick_device
 
     t0 = time.time()
     dev = pick_device(device)
@@ -341,6 +341,7 @@ def format_summary(m: dict[str, Any]) -> str:
     ])
 
 
+@cli
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m vqvae_lib.evaluate", description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", required=True, help="e.g. runs/cpu/checkpoints/best.pt")

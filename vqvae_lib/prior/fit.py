@@ -30,7 +30,8 @@ from ..config import PRESETS, Config, get_config
 from ..errors import CheckpointError
 from ..metrics import code_entropy
 from ..model.inference import decode, encode
-from ..session import pick_device, seed_everything
+from ..runlock import run_lock
+from ..runtime import pick_device, seed_everything
 from .model import GatedPixelCNN, build_prior
 
 
@@ -131,6 +132,18 @@ def prior_fields(preset: str) -> dict:
 
 def train_prior(checkpoint, data_dir=None, run_dir=None, device=None, verbose: bool = True,
                 **overrides) -> PriorRun:
+    """Train the prior on the codes of ``checkpoint`` (a VQ-VAE best.pt); writes ``prior/``.
+
+    Holds the run folder's lock (:mod:`vqvae_lib.runlock`): one writer per run folder.
+    Hyper-parameters: see :func:`_train_prior`.
+    """
+    lock_dir = Path(run_dir) if run_dir else Path(checkpoint).resolve().parent.parent
+    with run_lock(lock_dir, "prior training"):
+        return _train_prior(checkpoint, data_dir, run_dir, device, verbose, **overrides)
+
+
+def _train_prior(checkpoint, data_dir=None, run_dir=None, device=None, verbose: bool = True,
+                 **overrides) -> PriorRun:
     """Train the prior on the codes of ``checkpoint`` (a VQ-VAE best.pt); writes ``prior/``.
 
     Hyper-parameters: ``prior_channels``, ``prior_layers``, ``prior_epochs``, ``prior_lr``,

@@ -1,13 +1,12 @@
 """Figures of a training run: loss curves, validation quality, codebook use, reconstructions.
 
-The trainer calls :func:`save_recon_grid` after epoch 1 and whenever validation SSIM improves,
-and :func:`save_training_figures` at the end, so ``runs/<preset>/figures/`` always shows how
-the run went; notebook 03 draws the same figures from ``history.json``.
+Each function returns a matplotlib Figure and saves nothing. The trainer saves
+:func:`recon_grid` after epoch 1 and whenever validation SSIM improves, and
+:func:`training_figures` at the end (``vqvae_lib.viz.save_figure``), so ``runs/<preset>/figures/``
+always shows how the run went; notebook 03 draws the same figures from ``history.json``.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -15,7 +14,10 @@ import torch
 from matplotlib.ticker import MaxNLocator
 
 from ..metrics import ssim
-from ..paths import figure_dir
+from ..model.inference import reconstruct
+
+__all__ = ["plot_losses", "plot_validation", "plot_codebook_usage", "plot_lr", "recon_figure",
+           "recon_grid", "training_dashboard", "training_figures", "SSIM_TARGETS"]
 
 SSIM_TARGETS = {"cpu": 0.93, "gpu": 0.93}      # the budgets in the README (test SSIM)
 
@@ -122,19 +124,20 @@ def recon_figure(originals: torch.Tensor, recons: torch.Tensor, title: str = "")
     return fig
 
 
-@torch.no_grad()
-def save_recon_grid(model, images_u8: torch.Tensor, device, run_dir, name: str, title: str = "") -> Path:
-    """Reconstruct uint8 images (n, 1, H, W) with ``model`` and save the grid as a PNG."""
+def recon_grid(model, images_u8: torch.Tensor, title: str = ""):
+    """Reconstruct uint8 slices (n, 1, H, W) with ``model`` and draw :func:`recon_figure`.
+
+    The model's train/eval mode is restored afterwards, so the trainer can call it mid-run.
+
+    Args:
+        model: the VQ-VAE.
+        images_u8: the slices to show.
+        title: the figure's title.
+    """
     was_training = model.training
-    model.eval()
-    x = images_u8.to(device).float().div_(255)
-    recon = model(x).recon
+    recons, _ = reconstruct(model, images_u8)
     model.train(was_training)
-    fig = recon_figure(x.cpu(), recon.cpu(), title)
-    path = figure_dir(run_dir) / name
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return recon_figure(images_u8.float().div(255).cpu(), recons, title)
 
 
 def training_dashboard(history: list[dict], K: int, target: float | None = None):
@@ -150,15 +153,16 @@ def training_dashboard(history: list[dict], K: int, target: float | None = None)
     return fig
 
 
-def save_training_figures(history: list[dict], cfg, run_dir) -> dict[str, Path]:
-    """Write losses.png, validation.png, codebook_usage.png and training_dashboard.png."""
-    out = {}
+def training_figures(history: list[dict], cfg) -> dict[str, plt.Figure]:
+    """The figures the trainer saves at the end of a run: ``{file name: Figure}`` for
+    losses, validation, codebook_usage and training_dashboard.
+
+    Args:
+        history: the rows of ``history.json``.
+        cfg: the run's config (preset and codebook size).
+    """
     target = SSIM_TARGETS.get(cfg.preset)
-    for name, fig in (("losses", plot_losses(history)),
-                      ("validation", plot_validation(history, target=target)),
-                      ("codebook_usage", plot_codebook_usage(history, cfg.codebook_size)),
-                      ("training_dashboard", training_dashboard(history, cfg.codebook_size, target))):
-        out[name] = figure_dir(run_dir) / f"{name}.png"
-        fig.savefig(out[name], dpi=110)
-        plt.close(fig)
-    return out
+    return {"losses": plot_losses(history),
+            "validation": plot_validation(history, target=target),
+            "codebook_usage": plot_codebook_usage(history, cfg.codebook_size),
+            "training_dashboard": training_dashboard(history, cfg.codebook_size, target)}

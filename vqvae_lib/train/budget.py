@@ -1,0 +1,101 @@
+"""The learning-rate schedule, the wall-clock budget, and a plain-words plan of a run.
+
+Warm-up then cosine decay (Goyal et al. 2017, "Accurate, Large Minibatch SGD"; Loshchilov &
+Hutter 2017, "SGDR"). With ``max_minutes`` the cosine is fitted to the epochs the budget allows,
+re-estimated after every epoch, so a slow machine still anneals instead of being cut off at a
+high learning rate.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+
+from ..config import Config
+from ..runtime import pick_device
+
+__all__ = ["MIN_LR_RATIO", "lr_factor", "plan_epochs", "Clock", "describe"]
+
+MIN_LR_RATIO = 0.01          # the cosine ends at 1% of the peak learning rate
+
+
+def lr_factor(cfg: Config, step: int, epoch: int, total_steps: int) -> float:
+    """Multiplier of ``cfg.lr`` at optimizer step ``step`` in epoch ``epoch`` (both 0-based).
+
+    Args:
+        cfg: uses ``warmup_steps``, ``scheduler`` and (StepLR) ``step_size``, ``gamma``.
+        step: the optimizer step about to be taken.
+        epoch: the current epoch.
+        total_steps: the steps the cosine spans (planned epochs x steps per epoch).
+    """
+    warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps > 0 else 1.0
+    if cfg.scheduler == "cosine":
+        t = min(1.0, max(0.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)))
+        return warm * (MIN_LR_RATIO + (1 - MIN_LR_RATIO) * 0.5 * (1 + math.cos(math.pi * t)))
+    if cfg.scheduler == "step":                       # the reference: StepLR(step_size, gamma)
+        return warm * cfg.gamma ** (epoch // cfg.step_size)
+    if cfg.scheduler == "constant":
+        return warm
+    raise ValueError(f"Unknown scheduler {cfg.scheduler!r}; choose 'cosine', 'step' or 'constant'.")
+
+
+def plan_epochs(cfg: Config, epoch: int, planned: int, elapsed: float,
+                recent_epoch_seconds: list[float]) -> int:
+    """How many epochs fit into ``max_minutes``: the cosine then ends when time does.
+
+    Args:
+        cfg: uses ``max_minutes`` (0 = no budget: ``planned`` is returned).
+        epoch: epochs done so far.
+        planned: the current plan (never raised here).
+        elapsed: seconds used so far (training and validation, over all sessions).
+        recent_epoch_seconds: durations of the last epochs; the slowest is assumed (cautious).
+    """
+    if cfg.max_minutes <= 0 or not recent_epoch_seconds:
+        return planned
+    per_epoch = max(max(recent_epoch_seconds), 1e-9)
+    fit = epoch + int((cfg.max_minutes * 60 - elapsed) // per_epoch)
+    return max(epoch, min(planned, fit))
+
+
+class Clock:
+    """Seconds used by a run over all its sessions (a resumed run starts at ``elapsed0``)."""
+
+    def __init__(self, elapsed0: float = 0.0):
+        self.elapsed0, self.t0 = elapsed0, time.perf_counter()
+
+    def elapsed(self) -> float:
+        return self.elapsed0 + time.perf_counter() - self.t0
+
+    def over(self, minutes: float) -> bool:
+        """True when a budget of ``minutes`` (> 0) is used up."""
+        return minutes > 0 and self.elapsed() > minutes * 60
+
+
+def describe(cfg: Config, device=None) -> str:
+    """A few lines on what a run of ``cfg`` will do and how long it may take.
+
+    Args:
+        cfg: the run's config.
+        device: where it will run (default: what ``cfg.device`` picks).
+    """
+    device = torch.device(device) if device is not None else pick_device(cfg.device)
+    amp = "off"
+    if device.type == "cuda" and cfg.amp:
+        amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16 + gradient scaler"
+    budget = f"at most {cfg.max_minutes:g} min (cosine fitted to it)" if cfg.max_minutes > 0 else "none"
+    return "\n".join([
+        f"preset {cfg.preset!r} on {device}: {cfg.image_size}x{cfg.image_size} images, batch "
+        f"{cfg.batch_size}, up to {cfg.epochs} epochs",
+        f"time budget: {budget}",
+        f"optimiser: {'AdamW' if cfg.weight_decay > 0 else 'Adam'}{' (amsgrad)' if cfg.amsgrad else ''} "
+        f"lr {cfg.lr:g}, {cfg.scheduler} schedule, warm-up {cfg.warmup_steps} steps, "
+        f"grad clip {cfg.grad_clip or 'off'}",
+        f"model: width {cfg.hidden_channels}, {cfg.n_res_blocks} res blocks, downsample "
+        f"{cfg.downsample}, K={cfg.codebook_size}, D={cfg.code_dim}, {cfg.quantizer} quantizer"
+        f"{', k-means init' if cfg.kmeans_init else ''}"
+        f"{f', dead-code restart after {cfg.dead_code_steps} steps' if cfg.dead_code_steps else ''}",
+        f"mixed precision: {amp} | channels_last: {cfg.channels_last and device.type == 'cuda'} | "
+        f"torch.compile: {cfg.compile} | CPU threads: {torch.get_num_threads()}",
+    ])
