@@ -15,7 +15,7 @@ import torch
 from vqvae_lib.checkpoint import load_model
 from vqvae_lib.config import get_config
 from vqvae_lib.evaluate.score import evaluate_checkpoint
-from vqvae_lib.train.loop import Trainer, describe
+from vqvae_lib.train import describe, fit, make_trainer
 
 SIZE = 256
 
@@ -34,8 +34,8 @@ def _run(preset, data_dir, run_dir):
     cfg = get_config(preset, batch_size=2, epochs=1, warmup_steps=1, num_threads=1, device="cpu",
                      max_minutes=0.0)
     assert cfg.image_size == SIZE                      # the preset's own resolution, not lowered
-    trainer = Trainer(cfg, data_dir=data_dir, run_dir=run_dir, verbose=False)
-    return trainer, trainer.fit()
+    trainer = make_trainer(cfg, data_dir=data_dir, run_dir=run_dir, verbose=False)
+    return trainer, fit(trainer)
 
 
 @pytest.mark.parametrize("preset", ["gpu", "reference"])
@@ -56,7 +56,7 @@ def test_preset_trains_saves_reloads_and_evaluates_at_256(preset, data_dir, tmp_
     # checkpoint round trip: the reloaded model computes what the trained one computes
     model, loaded_cfg, _ = load_model(res.best_path)
     assert loaded_cfg.image_size == SIZE and loaded_cfg.hidden_channels == cfg.hidden_channels
-    x = trainer.val_u8[:2].float().div(255)
+    x = trainer.data.val_u8[:2].float().div(255)
     res.model.eval()
     with torch.no_grad():
         a, b = res.model(x), model(x)
