@@ -35,6 +35,7 @@ REQUIRED_KEYS = ("config", "model")
 ARCH_FIELDS = (
     "in_channels", "hidden_channels", "res_channels", "n_res_blocks", "downsample", "norm",
     "out_activation", "codebook_size", "code_dim", "quantizer", "cosine", "data_range",
+    "fsq_levels", "rvq_stages",
 )
 
 
