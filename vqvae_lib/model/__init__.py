@@ -1,9 +1,9 @@
 """Stage 2, notebook 02: the model. Encoder, quantizers and decoder (``vqvae``, ``quantizers``),
 batched encode/decode (``inference``) and the figures of notebook 02 (``figures``, ``toy``)."""
 
-from .inference import decode, encode, reconstruct
 from .factory import build_quantizer
 from .fsq import FSQ
+from .inference import decode, encode, reconstruct
 from .quantizers import QuantizerOutput, VectorQuantizer, VectorQuantizerEMA
 from .rvq import ResidualVQ
 from .vqvae import VQVAE, VQVAEOutput, build_model, receptive_field
