@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 __all__ = ["ssim", "ssim_map", "psnr", "mse", "bits_per_pixel", "entropy_bits", "code_entropy",
            "cross_entropy_bits", "perplexity", "K1", "K2", "GAUSSIAN_SIGMA", "GAUSSIAN_TRUNCATE"]
@@ -68,6 +67,17 @@ def _symmetric_pad(t: torch.Tensor, pad: int) -> torch.Tensor:
     return torch.cat([t[..., :pad].flip(-1), t, t[..., -pad:].flip(-1)], dim=-1)
 
 
+def _band(length: int, w: torch.Tensor) -> torch.Tensor:
+    """(length, length - k + 1) matrix whose column j holds the window at rows j..j+k-1, so that
+    ``x @ band`` is the 'valid' correlation of every row of ``x`` with the window."""
+    k = w.numel()
+    out = length - k + 1
+    band = torch.zeros(length, out, dtype=w.dtype, device=w.device)
+    rows = torch.arange(out, device=w.device)[None, :] + torch.arange(k, device=w.device)[:, None]
+    band[rows, torch.arange(out, device=w.device).expand(k, -1)] = w[:, None].expand(-1, out)
+    return band
+
+
 def _ssim_terms(x, y, data_range, window, full):
     """SSIM map per channel; ``full=False`` keeps only pixels whose window fits (skimage's crop)."""
     B, C, H, W = x.shape
@@ -80,9 +90,10 @@ def _ssim_terms(x, y, data_range, window, full):
     stack = torch.cat([x, y, x * x, y * y, x * y], dim=1)            # (B, 5C, H, W)
     if full:
         stack = _symmetric_pad(stack, pad)                           # (B, 5C, H+2p, W+2p)
-    n = stack.shape[1]
-    stack = F.conv2d(stack, w1.view(1, 1, 1, k).expand(n, 1, 1, k), groups=n)
-    stack = F.conv2d(stack, w1.view(1, 1, k, 1).expand(n, 1, k, 1), groups=n)
+    # The separable blur as two matrix products with banded matrices: the same sums as a
+    # grouped convolution, but ~5x faster on a CPU (BLAS instead of a depthwise convolution).
+    stack = stack @ _band(stack.shape[-1], w1)                       # along the width
+    stack = (stack.transpose(-1, -2) @ _band(stack.shape[-2], w1)).transpose(-1, -2)
     mu_x, mu_y, m_xx, m_yy, m_xy = stack.split(C, dim=1)             # each (B, C, h, w)
     cov_norm = k * k / (k * k - 1) if sample_cov else 1.0
     var_x = cov_norm * (m_xx - mu_x * mu_x)
