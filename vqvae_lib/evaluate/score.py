@@ -79,6 +79,7 @@ class Evaluation:
     slices: Any                           # data.SliceSet (subset actually scored)
     cfg: Any                              # config.Config of the checkpoint
     model: Any = None
+    train_codes: torch.Tensor | None = None   # training-split codes behind the achievable rate
     files: dict[str, Path] = field(default_factory=dict)
 
 
@@ -164,7 +165,7 @@ def evaluate_model(model, cfg, slices, batch_size: int = 64,
         "passed_uniform": bool(u.mean() > SSIM_TARGET),
     }
     return Evaluation(metrics=metrics, per_image=per_image, originals=originals, recons=recons,
-                      codes=codes, slices=slices, cfg=cfg, model=model)
+                      codes=codes, slices=slices, cfg=cfg, model=model, train_codes=train_codes)
 
 
 # ------------------------------------------------------------------------------------------
