@@ -99,3 +99,17 @@ def test_prior_rate_only_from_a_prior_fitted_to_this_checkpoint(tmp_path):
     future = time.time() + 60                                          # VQ-VAE retrained since
     os.utime(ckpt, (future, future))
     assert R.prior_test_bits(run, ckpt)[0] is None
+
+
+def test_rate_quality_figure_shows_every_codec_and_every_rate():
+    from vqvae_lib.evaluate.rate_figures import plot_rate_quality
+
+    curve = {"bpp": np.array([0.1, 0.4, 1.6]), "ssim": np.array([0.5, 0.7, 0.9]),
+             "psnr": np.array([20.0, 25.0, 30.0])}
+    curves = {n: curve for n in ("JPEG", "WebP", "JPEG 2000", "AVIF", "downsample + bicubic")}
+    train = torch.arange(512)
+    rates = R.vqvae_rates(512, 1024, 16384, train, torch.arange(512), prior_bits=3.3)
+    fig = plot_rate_quality(curves, rates, {"ssim": 0.95, "psnr": 33.0})
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert all(any(lab.startswith(n) for lab in labels) for n in curves)
+    assert sum("VQ-VAE" in lab for lab in labels) == 3

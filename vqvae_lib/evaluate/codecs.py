@@ -65,7 +65,7 @@ class Codec:
 CODECS: dict[str, Codec] = {c.name: c for c in (
     Codec("JPEG", "JPEG", None, (5, 10, 20, 35, 50, 75, 90), "quality"),
     Codec("WebP", "WEBP", "webp", (1, 10, 25, 50, 75, 90), "quality"),
-    Codec("JPEG 2000", "JPEG2000", "jpg_2000", (200, 100, 50, 25, 14, 8), "compression ratio"),
+    Codec("JPEG 2000", "JPEG2000", "jpg_2000", (100, 50, 30, 20, 14, 8), "compression ratio"),
     Codec("AVIF", "AVIF", "avif", (1, 15, 30, 50, 70, 85), "quality"),
 )}
 

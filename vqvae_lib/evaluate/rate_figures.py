@@ -25,12 +25,13 @@ def plot_rate_quality(curves: dict, rates: dict, model: dict, note: str = "") ->
         model: ``{"ssim", "psnr"}`` means of the VQ-VAE.
         note: a line under the title (e.g. why a rate is missing).
     """
+    rates = {n: r for n, r in rates.items() if r["bpp"] > 0}          # a log axis: 0 bpp is off it
     fig = Figure(figsize=(13, 5.2), layout="constrained")
     axes = fig.subplots(1, 2)
     for ax, metric, label in ((axes[0], "ssim", "mean SSIM (Gaussian)"),
                               (axes[1], "psnr", "mean PSNR (dB)")):
         for name, c in curves.items():
-            ax.plot(c["bpp"], c[metric], "o-", ms=4, color=CODEC_STYLE.get(name, "C3"),
+            ax.plot(c["bpp"], c[metric], marker="o", ms=4, color=CODEC_STYLE.get(name, "C3"),
                     ls="--" if "bicubic" in name else "-", label=name)
         bpps = [r["bpp"] for r in rates.values()]
         ax.plot(bpps, [model[metric]] * len(bpps), "-", color="C0", lw=1, alpha=0.6)
@@ -38,6 +39,8 @@ def plot_rate_quality(curves: dict, rates: dict, model: dict, note: str = "") ->
             ax.plot(r["bpp"], model[metric], RATE_MARKERS.get(name, "D"), color="C0", ms=13,
                     mec="white", label=f"VQ-VAE, {name}: {r['bpp']:.3f} bpp")
         ax.set_xscale("log")
+        lowest = min([float(np.min(c["bpp"])) for c in curves.values()] + bpps)
+        ax.set_xlim(0.7 * lowest, None)
         ax.set(xlabel="bits per pixel (log scale; the raw slice is 8)", ylabel=label)
         ax.grid(alpha=0.3, which="both")
         lo = min(np.min(c[metric]) for c in curves.values())
