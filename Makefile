@@ -15,7 +15,7 @@ BENCH_MINUTES ?= 8
 
 RUN_ARGS := --preset $(PRESET) --seed $(SEED) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(RUN_DIR),--run-dir $(RUN_DIR))
 
-.PHONY: help setup data run-all report test test-fast test-browser lint lab bench clean clean-all
+.PHONY: help setup data run-all report test test-fast test-browser lint lab bench bench-codecs clean clean-all
 
 help:
 	@sed -n '1,5p' Makefile
@@ -59,6 +59,11 @@ lab: setup data
 
 bench: setup data
 	$(PY) benchmarks/bench.py --minutes $(BENCH_MINUTES)
+
+# Quantizers (notebook 04's experiment) and codecs (notebook 05's sweep, whole test split):
+# benchmarks/quantizers.json, benchmarks/codecs.json (VQ-VAE rows need runs/$(PRESET) from run-all).
+bench-codecs: setup data
+	$(PY) benchmarks/bench_codecs.py --what both --run-dir runs/$(PRESET) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
 clean:
 	rm -rf runs data/cache .pytest_cache .ruff_cache

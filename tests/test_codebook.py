@@ -38,11 +38,11 @@ def test_usage_perplexity_and_dead_codes():
     assert u.perplexity == pytest.approx(2.0)          # two codes, equally used
     assert u.used == 2 and u.dead.tolist() == [2, 3]
     assert u.order[:2].tolist() == [0, 1]
-    assert cb.perplexity([5, 0, 0]) == pytest.approx(1.0)   # collapse: one code
-    assert cb.perplexity([1] * 8) == pytest.approx(8.0)
+    assert 2 ** cb.entropy_bits([5, 0, 0]) == pytest.approx(1.0)   # collapse: one code
+    assert 2 ** cb.entropy_bits([1] * 8) == pytest.approx(8.0)
     # 3 : 1 split -> H = 0.811 bits -> perplexity 2 ** 0.811
     h = -(0.75 * math.log2(0.75) + 0.25 * math.log2(0.25))
-    assert cb.perplexity([3, 1]) == pytest.approx(2 ** h)
+    assert 2 ** cb.entropy_bits([3, 1]) == pytest.approx(2 ** h)
     assert cb.coverage_curve([1, 3, 0]).tolist() == pytest.approx([0.75, 1.0, 1.0])
     with pytest.raises(ValueError):
         cb.usage_counts(torch.tensor([0, 4]), 4)
@@ -237,19 +237,26 @@ def test_code_swap_opens_on_the_suggested_visible_swap():
 
 def test_same_budget_experiment_logs_every_variant():
     pytest.importorskip("vqvae_lib.model.vqvae")
-    from vqvae_lib.codebook.experiment import experiment_figure, run_experiment
+    from vqvae_lib.codebook.experiment import run_experiment
+    from vqvae_lib.codebook.experiment_report import experiment_figure, experiment_table
     from vqvae_lib.config import get_config
 
     cfg = get_config("smoke", image_size=32, batch_size=4)
     x = torch.rand(8, 1, 32, 32)
     runs = run_experiment(cfg, x, x[:3], minutes=5, max_steps=3, restart_after=1)
-    assert [r.name for r in runs] == ["loss", "ema", "ema + k-means + restart"]
+    assert [r.name for r in runs] == ["loss", "ema", "ema + k-means + restart", "FSQ",
+                                      "residual VQ"]
     assert all(r.steps == [1, 2, 3] for r in runs)
     assert runs[2].overrides["dead_code_steps"] == 1 and runs[0].overrides["dead_code_steps"] == 0
+    assert runs[3].description == "grid 8 x 4"                    # FSQ: 32 codes, like K
+    assert runs[4].description == "5 stages x 2 codes"            # RVQ: 5 bits, like K = 32
     for r in runs:
         assert 0 < r.val_used <= cfg.codebook_size and r.val_counts.sum() == 3 * 8 * 8
         assert -1 <= r.val_ssim <= 1 and all(1 <= u <= 4 * 64 for u in r.used_codes)
+        assert r.seconds > 0
     assert experiment_figure(runs, cfg.codebook_size).axes
+    table = experiment_table(runs, cfg.codebook_size).splitlines()
+    assert len(table) == 6 and table[4].startswith("FSQ")
 
 
 def test_analyse_slices_spreads_over_the_split_and_names_slices(tmp_path):
@@ -265,3 +272,24 @@ def test_analyse_slices_spreads_over_the_split_and_names_slices(tmp_path):
     assert torch.equal(A.codes, A6.codes[[0, 2, 5]])
     assert A.title(2) == "#2 (subject 002, slice 2)"
     assert len(cb.analyse_slices(ToyVQ(K=4, f=4), slices).codes) == 6     # 0 = all slices
+
+
+def test_analysis_works_on_fsq_and_residual_vq_models():
+    from vqvae_lib.config import get_config
+    from vqvae_lib.model.vqvae import build_model
+
+    x = torch.rand(3, 1, 32, 32)
+    for q in ("fsq", "rvq"):
+        torch.manual_seed(0)
+        cfg = get_config("smoke", image_size=32, quantizer=q, codebook_size=64, rvq_stages=3)
+        model = build_model(cfg).train()
+        model(x)                                                   # k-means starts (rvq)
+        A = cb.analyse_codebook(model.eval(), x)
+        assert A.codes.shape == (3, 8, 8) and int(A.codes.max()) < 64
+        assert A.codebook.shape == (64, cfg.code_dim) and A.usage.counts.sum() == 3 * 64
+        stages = cb.stage_usage(A)
+        if q == "fsq":
+            assert stages is None
+        else:
+            assert len(stages) == 3 and all(len(u.counts) == 4 for u in stages)
+            assert all(u.counts.sum() == 3 * 64 for u in stages)

@@ -17,7 +17,9 @@ from vqvae_lib.checkpoint import find_checkpoint, load_model, run_dir_of_checkpo
 from vqvae_lib.config import get_config
 from vqvae_lib.errors import CheckpointError
 from vqvae_lib.evaluate import baselines as B
+from vqvae_lib.evaluate import breakdown as BD
 from vqvae_lib.evaluate import score as E
+from vqvae_lib.evaluate import ssim_explained as SX
 
 
 # ------------------------------------------------------------------------------------------
@@ -135,18 +137,18 @@ def test_ssim_components_multiply_to_the_ssim_map(pair):
     from vqvae_lib.metrics import ssim_map
 
     x, y = pair
-    comps = E.ssim_components(x[0, 0].numpy(), y[0, 0].numpy())
+    comps = SX.ssim_components(x[0, 0].numpy(), y[0, 0].numpy())
     ref = ssim_map(x[:1], y[:1])[0, 0].numpy()
     np.testing.assert_allclose(comps["ssim"], ref, atol=1e-4)
     for k in ("luminance", "contrast"):               # both terms are <= 1 by AM-GM
         assert comps[k].max() <= 1 + 1e-9
-    same = E.ssim_components(x[0, 0].numpy(), x[0, 0].numpy())
+    same = SX.ssim_components(x[0, 0].numpy(), x[0, 0].numpy())
     np.testing.assert_allclose(same["ssim"], 1.0, atol=1e-6)
 
 
 def test_range_mistake_scores_pm1_data_with_the_wrong_range(pair):
     x, y = pair
-    r = E.range_mistake(x, y)
+    r = SX.range_mistake(x, y)
     np.testing.assert_allclose(r["correct"], E.score_images(x, y)["ssim_gaussian"], atol=1e-6)
     a, b = x[0, 0].double().numpy() * 2 - 1, y[0, 0].double().numpy() * 2 - 1
     wrong = structural_similarity(a, b, data_range=1.0, gaussian_weights=True, sigma=1.5,
@@ -161,7 +163,7 @@ def test_per_tissue_errors_put_the_error_where_it_is():
     masks[:, 8:24, 8:24] = 2                           # grey matter in the middle
     y = x.clone()
     y[:, 0][masks == 2] += 0.1
-    t = E.per_tissue_errors(x, y, masks)
+    t = BD.per_tissue_errors(x, y, masks)
     assert set(t) == {"background", "grey matter"}
     assert t["background"]["mae"] == pytest.approx(0.0, abs=1e-7)
     assert t["grey matter"]["mae"] == pytest.approx(0.1, abs=1e-6)
@@ -220,6 +222,26 @@ def test_perfect_reconstructions_pass(data_dir):
     ev = E.evaluate_model(PerfectModel(), get_config("smoke"), slices)
     assert ev.metrics["ssim_gaussian"]["mean"] == pytest.approx(1.0, abs=1e-6)
     assert ev.metrics["passed"] is True and ev.metrics["code_entropy_bits_per_cell"] == 0
+
+
+def test_achievable_rate_uses_the_training_histogram_not_the_split_itself(data_dir):
+    from vqvae_lib.data.slices import load_split
+
+    slices = load_split("test", data_dir, size=64, verbose=False)
+    cfg = get_config("smoke")                         # K = 32: 5 bits per cell, 16x16 cells
+    train_codes = torch.arange(32).repeat(8)          # training used all 32 codes equally
+    m = E.evaluate_model(PerfectModel(), cfg, slices, train_codes=train_codes).metrics
+    # the test codes are all code 0, so their own histogram has no entropy at all ...
+    assert m["code_entropy_bits_per_cell"] == 0
+    # ... but a coder knows only the training histogram, where code 0 has p = 1/32: 5 bits
+    assert m["train_histogram_bits_per_cell"] == pytest.approx(5.0)
+    assert m["achievable_bits_per_pixel"] == pytest.approx(16 * 16 * 5 / 64**2)
+    # a training split that used code 0 most makes it cheaper, never free
+    skewed = torch.cat([torch.zeros(200, dtype=torch.long), torch.arange(32)])
+    m2 = E.evaluate_model(PerfectModel(), cfg, slices, train_codes=skewed).metrics
+    assert 0 < m2["achievable_bits_per_pixel"] < m["achievable_bits_per_pixel"]
+    # without training codes there is no achievable rate rather than a wrong one
+    assert E.evaluate_model(PerfectModel(), cfg, slices).metrics["achievable_bits_per_pixel"] is None
 
 
 def test_evaluate_writes_metrics_for_every_image(smoke_checkpoint, data_dir):

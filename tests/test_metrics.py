@@ -10,6 +10,8 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from vqvae_lib.metrics import (
     bits_per_pixel,
     code_entropy,
+    cross_entropy_bits,
+    entropy_bits,
     mse,
     perplexity,
     psnr,
@@ -102,3 +104,19 @@ def test_code_entropy_and_perplexity():
     assert code_entropy(collapsed, 16) == pytest.approx(0.0)
     half = torch.tensor([0, 0, 1, 1])                                 # p = 1/2, 1/2 -> 1 bit
     assert code_entropy(half, 4) == pytest.approx(1.0)
+
+
+def test_entropy_of_counts_and_cross_entropy_under_a_training_histogram():
+    assert entropy_bits([5, 0, 0]) == pytest.approx(0.0)
+    assert entropy_bits([1, 1, 1, 1]) == pytest.approx(2.0)
+    h = -(0.75 * math.log2(0.75) + 0.25 * math.log2(0.25))
+    assert entropy_bits(np.array([3, 1])) == pytest.approx(h)
+    train = torch.tensor([0] * 6 + [1] * 2)                          # q = (7, 3, 1, 1) / 12 smoothed
+    test = torch.tensor([0, 1])
+    expected = -(math.log2(7 / 12) + math.log2(3 / 12)) / 2
+    assert cross_entropy_bits(train, test, 4) == pytest.approx(expected)
+    # coding with the wrong table costs at least the codes' own entropy (Gibbs' inequality)
+    assert cross_entropy_bits(train, test, 4) >= code_entropy(test, 4)
+    # a code never seen in training still costs a finite number of bits
+    assert math.isfinite(cross_entropy_bits(train, torch.tensor([3]), 4))
+    assert cross_entropy_bits(train, torch.tensor([3]), 4, smoothing=1.0) == pytest.approx(math.log2(12))

@@ -196,7 +196,7 @@ def test_straight_through_demo_copies_the_gradient():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from vqvae_lib.model.figures import straight_through_demo, toy_points
+    from vqvae_lib.model.toy import straight_through_demo, toy_points
 
     pts = toy_points(200)
     fig, grads = straight_through_demo(pts, pts[:5] + 0.3)
@@ -229,3 +229,24 @@ def test_ssim_term_is_added_to_the_loss_with_its_weight():
     expected_ssim_term = 1.0 - ssim(b.recon, x)
     assert torch.allclose(b.losses["ssim"], expected_ssim_term, atol=1e-6)
     assert torch.allclose(b.loss, a.loss + 0.7 * expected_ssim_term, atol=1e-6)
+
+
+def test_fsq_toy_grid_uses_its_codes_and_figures_are_figures():
+    from matplotlib.figure import Figure
+
+    from vqvae_lib.model import figures as MF
+    from vqvae_lib.model.toy import fsq_cells, plot_fsq_vs_vq, toy_points
+
+    points = toy_points(300)
+    fig, stats = plot_fsq_vs_vq(points, (4, 3))
+    assert isinstance(fig, Figure) and len(fig.axes) >= 2
+    assert 1 <= stats["fsq"]["used"] <= 12 and 1 <= stats["vq"]["used"] <= 12
+    assert stats["vq"]["mse"] > 0 and stats["fsq"]["mse"] > 0
+    _, encode = fsq_cells(points, (4, 3))
+    codes = encode(points)
+    assert codes.min() >= 0 and codes.max() < 12
+    # FSQ cells are axis-aligned: moving along x never changes the y digit (index // 4)
+    line = torch.stack([torch.linspace(-5, 8, 200), torch.full((200,), 0.3)], 1)
+    assert len((encode(line) // 4).unique()) == 1 and len((encode(line) % 4).unique()) == 4
+    rows = MF.bit_budget_table(presets=("smoke",))
+    assert isinstance(MF.plot_bit_budget(rows), Figure)

@@ -53,7 +53,7 @@ class Config:
     # ---- quantizer: codebook_size, code_dim, quantizer, cosine are architecture ---------
     codebook_size: int = 512       # K
     code_dim: int = 64             # D
-    quantizer: str = "ema"         # "loss" (codebook + commitment loss) | "ema"
+    quantizer: str = "ema"         # "loss" (codebook + commitment loss) | "ema" | "fsq" | "rvq"
     beta: float = 0.25             # commitment weight
     ssim_weight: float = 0.0       # add ssim_weight * (1 - SSIM) to the MSE reconstruction loss
     ema_decay: float = 0.99
@@ -62,6 +62,10 @@ class Config:
     kmeans_iters: int = 10
     dead_code_steps: int = 100     # re-seed codes unused for this many steps (0 = never)
     cosine: bool = False           # l2-normalise codes and encoder outputs
+    fsq_levels: tuple = ()         # quantizer="fsq": levels per dimension, e.g. (8, 8, 8); their
+                                   # product must equal codebook_size; () = chosen from codebook_size
+    rvq_stages: int = 3            # quantizer="rvq": stages of codebook_size ** (1 / rvq_stages) codes
+    rvq_dropout: float = 0.0       # quantizer="rvq": share of training batches with fewer stages
     # ---- optimisation -----------------------------------------------------------------
     batch_size: int = 32
     lr: float = 1e-3
@@ -91,6 +95,13 @@ class Config:
     prior_cond_bins: int = 0       # >0: condition the prior on slice position (that many bins)
     # free-form notes carried into checkpoints
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # "8,5,5,5" (a CLI) or [8, 5, 5, 5] (JSON) -> (8, 5, 5, 5), so configs compare equal
+        levels = self.fsq_levels
+        if isinstance(levels, str):
+            levels = [v for v in levels.replace("x", ",").split(",") if v.strip()]
+        self.fsq_levels = tuple(int(v) for v in levels)
 
     # ------------------------------------------------------------------------------------
     @property
@@ -150,6 +161,7 @@ class Config:
 MODEL_FIELDS: tuple[str, ...] = (
     "image_size", "data_range", "in_channels", "hidden_channels", "res_channels", "n_res_blocks",
     "downsample", "norm", "out_activation", "codebook_size", "code_dim", "quantizer", "cosine",
+    "fsq_levels", "rvq_stages",
 )
 """Fields that change the shape or meaning of the VQ-VAE's weights."""
 

@@ -15,7 +15,8 @@ pixels whose window lies wholly inside the image, exactly as ``skimage.metrics.
 structural_similarity`` does, so the numbers here equal scikit-image's (tested to 1e-4)
 while a whole validation set is scored in one batched call on the GPU or CPU.
 
-Also here: PSNR, MSE, the bit rate of a code grid and the empirical entropy of codes.
+Also here: PSNR, MSE, the bit rate of a code grid, the empirical entropy of codes and the
+cross-entropy of codes under a training histogram.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
+
+__all__ = ["ssim", "ssim_map", "psnr", "mse", "bits_per_pixel", "entropy_bits", "code_entropy",
+           "cross_entropy_bits", "perplexity", "K1", "K2", "GAUSSIAN_SIGMA", "GAUSSIAN_TRUNCATE"]
 
 K1, K2 = 0.01, 0.03
 GAUSSIAN_SIGMA = 1.5
@@ -64,6 +67,17 @@ def _symmetric_pad(t: torch.Tensor, pad: int) -> torch.Tensor:
     return torch.cat([t[..., :pad].flip(-1), t, t[..., -pad:].flip(-1)], dim=-1)
 
 
+def _band(length: int, w: torch.Tensor) -> torch.Tensor:
+    """(length, length - k + 1) matrix whose column j holds the window at rows j..j+k-1, so that
+    ``x @ band`` is the 'valid' correlation of every row of ``x`` with the window."""
+    k = w.numel()
+    out = length - k + 1
+    band = torch.zeros(length, out, dtype=w.dtype, device=w.device)
+    rows = torch.arange(out, device=w.device)[None, :] + torch.arange(k, device=w.device)[:, None]
+    band[rows, torch.arange(out, device=w.device).expand(k, -1)] = w[:, None].expand(-1, out)
+    return band
+
+
 def _ssim_terms(x, y, data_range, window, full):
     """SSIM map per channel; ``full=False`` keeps only pixels whose window fits (skimage's crop)."""
     B, C, H, W = x.shape
@@ -76,9 +90,10 @@ def _ssim_terms(x, y, data_range, window, full):
     stack = torch.cat([x, y, x * x, y * y, x * y], dim=1)            # (B, 5C, H, W)
     if full:
         stack = _symmetric_pad(stack, pad)                           # (B, 5C, H+2p, W+2p)
-    n = stack.shape[1]
-    stack = F.conv2d(stack, w1.view(1, 1, 1, k).expand(n, 1, 1, k), groups=n)
-    stack = F.conv2d(stack, w1.view(1, 1, k, 1).expand(n, 1, k, 1), groups=n)
+    # The separable blur as two matrix products with banded matrices: the same sums as a
+    # grouped convolution, but ~5x faster on a CPU (BLAS instead of a depthwise convolution).
+    stack = stack @ _band(stack.shape[-1], w1)                       # along the width
+    stack = (stack.transpose(-1, -2) @ _band(stack.shape[-2], w1)).transpose(-1, -2)
     mu_x, mu_y, m_xx, m_yy, m_xy = stack.split(C, dim=1)             # each (B, C, h, w)
     cov_norm = k * k / (k * k - 1) if sample_cov else 1.0
     var_x = cov_norm * (m_xx - mu_x * mu_x)
@@ -149,19 +164,62 @@ def bits_per_pixel(latent_h: int, latent_w: int, K: int, H: int, W: int) -> floa
     return latent_h * latent_w * math.log2(K) / (H * W)
 
 
+def entropy_bits(counts) -> float:
+    """Shannon entropy in bits of the distribution proportional to ``counts`` (zeros ignored).
+
+    The one implementation behind :func:`code_entropy`, :func:`perplexity` and the codebook
+    analysis (``codebook.analysis.Usage``, ``codebook.tissue``).
+
+    Args:
+        counts: any array-like of non-negative counts (a histogram).
+    """
+    p = torch.as_tensor(counts, dtype=torch.float64).reshape(-1).cpu()
+    p = p[p > 0] / p.sum()
+    return float(-(p * p.log2()).sum())
+
+
 def code_entropy(codes: torch.Tensor, K: int) -> float:
     """Empirical entropy of code usage in bits per latent cell, H = -sum p_k log2 p_k.
 
     It is at most log2(K); ``2 ** code_entropy`` is the codebook *perplexity*, the
-    effective number of codes in use. An entropy coder (or a prior such as PixelCNN, which
-    does better by using context) needs about this many bits per cell.
+    effective number of codes in use. It describes the codes it is given; as a *rate* it is
+    optimistic on those same codes (a coder would need their histogram in advance): use
+    :func:`cross_entropy_bits` with the training split's codes for that.
+
+    Args:
+        codes: integer codes of any shape.
+        K: the number of codes.
     """
-    counts = torch.bincount(codes.reshape(-1).long().cpu(), minlength=K).double()
-    p = counts / counts.sum().clamp_min(1)
-    p = p[p > 0]
-    return float(-(p * p.log2()).sum())
+    return entropy_bits(torch.bincount(codes.reshape(-1).long().cpu(), minlength=K))
+
+
+def cross_entropy_bits(train_codes: torch.Tensor, codes: torch.Tensor, K: int,
+                       smoothing: float = 1.0) -> float:
+    """Bits per cell to code ``codes`` with a code table built from ``train_codes`` alone.
+
+    ``-mean log2 q(c)`` with ``q`` the training histogram, ``smoothing`` added to every count
+    (Laplace) so that a code never seen in training still costs a finite number of bits. This is
+    what an entropy coder (arithmetic coding, no context) fitted on the training split spends on
+    new slices, the honest counterpart of :func:`code_entropy` (Cover & Thomas, "Elements of
+    Information Theory", 2006, sec. 5.4: coding with the wrong distribution costs
+    H(p) + KL(p || q) bits).
+
+    Args:
+        train_codes: codes of the training split, any shape.
+        codes: codes to be coded (e.g. the test split), any shape.
+        K: the number of codes.
+        smoothing: pseudo-count added to every code.
+    """
+    counts = torch.bincount(train_codes.reshape(-1).long().cpu(), minlength=K).double() + smoothing
+    logq = (counts / counts.sum()).log2()
+    return float(-logq[codes.reshape(-1).long().cpu()].mean())
 
 
 def perplexity(codes: torch.Tensor, K: int) -> float:
-    """Effective number of codes in use: 2 ** entropy (1 = collapse, K = uniform use)."""
+    """Effective number of codes in use: 2 ** entropy (1 = collapse, K = uniform use).
+
+    Args:
+        codes: integer codes of any shape.
+        K: the number of codes.
+    """
     return 2.0 ** code_entropy(codes, K)

@@ -14,7 +14,8 @@ from matplotlib.figure import Figure
 
 from ..common import TISSUE_COLORS, TISSUE_NAMES
 from ..viz import show_image
-from .analysis import CodebookAnalysis, pairwise_distances, pca_2d, swap_effect
+from .analysis import CodebookAnalysis, pairwise_distances, pca_2d
+from .appearance import code_patches, swap_effect
 
 
 def code_colormap(codebook_size: int, seed: int = 0) -> ListedColormap:
@@ -167,7 +168,6 @@ def code_view_figure(A: CodebookAnalysis, code: int, n_slices: int = 4,
                      n_patches: int = 8) -> Figure:
     """Everything about one code: where it occurs (red), usage, tissue mix, decoded appearance,
     and image patches where it is used."""
-    from .analysis import code_patches
 
     fig = Figure(figsize=(11, 6.2), layout="constrained")
     grid = fig.add_gridspec(3, max(n_slices, 4), height_ratios=[1.25, 1.0, 0.55])

@@ -17,23 +17,15 @@ three views in tabs.
 
 from __future__ import annotations
 
-import io
-
 import ipywidgets as W
 import numpy as np
 
 from ..common import TISSUE_NAMES
+from ..viz import figure_png
 from . import figures as P
 from .analysis import CodebookAnalysis, suggest_swap
 
 __all__ = ["figure_png", "slice_slider", "code_slider", "code_swap", "swap_caption", "explore"]
-
-
-def figure_png(fig, dpi: int = 100) -> bytes:
-    """Render a matplotlib Figure to PNG bytes."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    return buf.getvalue()
 
 
 class _FigureView(W.VBox):

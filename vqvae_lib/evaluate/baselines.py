@@ -28,6 +28,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .. import metrics as M
+
+__all__ = ["downsample_bits_per_pixel", "downsample_size_for_rate", "downsample_upsample",
+           "jpeg_payload_bytes", "jpeg_roundtrip", "jpeg_at_quality", "jpeg_at_rate",
+           "bicubic_curve", "matched_rate"]
+
 
 def _as_numpy(images) -> np.ndarray:
     """(N, 1, H, W) tensor / (N, H, W) array in [0, 1] -> (N, H, W) float32 array."""
@@ -143,38 +149,31 @@ def jpeg_at_rate(images, target_bpp: float) -> tuple[np.ndarray, np.ndarray, np.
 # rate-distortion curves and a matched-rate comparison
 # ------------------------------------------------------------------------------------------
 def _score(originals: np.ndarray, recons: np.ndarray) -> dict[str, np.ndarray]:
-    from .. import metrics as M
-
     x = torch.from_numpy(originals)[:, None]                               # (N, 1, H, W)
     y = torch.from_numpy(np.ascontiguousarray(recons, dtype=np.float32))[:, None]
     return {"ssim": M.ssim(x, y, 1.0, "gaussian", "none").double().numpy(),
             "psnr": M.psnr(x, y, 1.0, "none").double().numpy()}
 
 
-def rate_distortion_curves(images, factors=(16, 12, 8, 6, 5, 4, 3, 2),
-                           qualities=(1, 3, 5, 10, 20, 35, 50, 75, 90)) -> dict[str, dict]:
-    """Mean Gaussian SSIM and PSNR against bits per pixel for both baselines.
+def bicubic_curve(images, factors=(16, 12, 8, 6, 5, 4, 3, 2)) -> dict[str, np.ndarray]:
+    """Mean Gaussian SSIM and PSNR against bits per pixel of downsample + bicubic.
 
-    ``factors``: thumbnails of side ``H / factor``; ``qualities``: JPEG quality settings.
-    Returns ``{"downsample + bicubic": {"bpp", "ssim", "psnr", "setting"}, "JPEG": {...}}``,
-    each an array over settings (sorted by rate).
+    Args:
+        images: (N, H, W) or (N, 1, H, W) in [0, 1].
+        factors: thumbnails of side ``H / factor``.
+
+    Returns:
+        ``{"bpp", "ssim", "psnr", "setting"}``, arrays over thumbnail sizes (by rate);
+        ``setting`` is the thumbnail side. (JPEG and the other codecs: ``codecs.codec_sweep``.)
     """
     x = _as_numpy(images)
     H = x.shape[-1]
-    curves = {"downsample + bicubic": [], "JPEG": []}
+    rows = []
     for size in sorted({max(2, round(H / f)) for f in factors}):
         s = _score(x, downsample_upsample(x, size))
-        curves["downsample + bicubic"].append(
-            (downsample_bits_per_pixel(H, size), s["ssim"].mean(), s["psnr"].mean(), size))
-    for q in qualities:
-        dec, bpp = jpeg_at_quality(x, q)
-        s = _score(x, dec)
-        curves["JPEG"].append((bpp.mean(), s["ssim"].mean(), s["psnr"].mean(), q))
-    out = {}
-    for name, rows in curves.items():
-        a = np.array(sorted(rows), dtype=np.float64)
-        out[name] = {"bpp": a[:, 0], "ssim": a[:, 1], "psnr": a[:, 2], "setting": a[:, 3].astype(int)}
-    return out
+        rows.append((downsample_bits_per_pixel(H, size), s["ssim"].mean(), s["psnr"].mean(), size))
+    a = np.array(rows, dtype=np.float64)
+    return {"bpp": a[:, 0], "ssim": a[:, 1], "psnr": a[:, 2], "setting": a[:, 3].astype(int)}
 
 
 def matched_rate(images, bpp: float) -> dict[str, dict]:
@@ -193,22 +192,3 @@ def matched_rate(images, bpp: float) -> dict[str, dict]:
                                  "setting": size, **_score(x, down)},
         "JPEG": {"recons": jpeg, "bpp": jpeg_bpp, "setting": quality, **_score(x, jpeg)},
     }
-
-
-def rate_table(model_bpp: float, model_scores: dict, matched: dict,
-               achievable_bpp: float | None = None) -> str:
-    """A text table: bpp, mean/5th-percentile SSIM and PSNR of the VQ-VAE and the baselines.
-
-    ``model_scores`` holds per-image ``ssim_gaussian`` and ``psnr``; ``matched`` comes from
-    :func:`matched_rate`.
-    """
-    rows = [("VQ-VAE", model_bpp, model_scores["ssim_gaussian"], model_scores["psnr"])]
-    rows += [(name, m["bpp"].mean(), m["ssim"], m["psnr"]) for name, m in matched.items()]
-    lines = [f"{'method':<22}{'bpp':>8}{'SSIM mean':>11}{'SSIM p5':>9}{'PSNR dB':>9}"]
-    for name, bpp, s, p in rows:
-        lines.append(f"{name:<22}{bpp:>8.3f}{np.mean(s):>11.3f}{np.percentile(s, 5):>9.3f}"
-                     f"{np.mean(p):>9.2f}")
-    if achievable_bpp is not None:
-        lines.append(f"(the VQ-VAE's codes have an entropy worth {achievable_bpp:.3f} bpp: "
-                     f"what an entropy coder over its code histogram would spend)")
-    return "\n".join(lines)

@@ -158,40 +158,6 @@ def plot_ssim_vs_position(slice_index, scores, foreground_fraction, target: floa
     return fig
 
 
-def plot_rate_distortion(curves: dict, model_ssim: float, model_bpp: float,
-                         achievable_bpp: float | None = None, matched: dict | None = None,
-                         metric: str = "ssim"):
-    """Quality against bits per pixel: the baselines' curves and the VQ-VAE's point.
-
-    ``curves`` from ``baselines.rate_distortion_curves``; ``matched`` from
-    ``baselines.matched_rate`` (drawn as hollow markers at the model's rate).
-    """
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for (name, c), color in zip(curves.items(), ("C1", "C2"), strict=False):
-        ax.plot(c["bpp"], c[metric], "o-", color=color, label=name, ms=4)
-        if matched and name in matched:
-            m = matched[name]
-            ax.plot(m["bpp"].mean(), m[metric].mean(), "s", mfc="none", mec=color, ms=11, mew=2,
-                    label=f"{name} at the model's rate: {m[metric].mean():.3f}")
-    ax.plot(model_bpp, model_ssim, "*", color="C0", ms=18,
-            label=f"VQ-VAE (log2 K bits per cell): {model_ssim:.3f}")
-    if achievable_bpp is not None:
-        ax.annotate("", xy=(achievable_bpp, model_ssim), xytext=(model_bpp, model_ssim),
-                    arrowprops=dict(arrowstyle="->", color="C0", lw=1.5))
-        ax.plot(achievable_bpp, model_ssim, "*", color="C0", mfc="white", ms=14,
-                label=f"VQ-VAE at its code entropy ({achievable_bpp:.3f} bpp)")
-    if metric == "ssim":
-        ax.axhline(0.6, color="crimson", ls="--", lw=1, label="course target 0.6")
-    ax.set_xscale("log")
-    ax.set_xlabel("bits per pixel (log scale; the raw image is 8 bpp)")
-    ax.set_ylabel("mean SSIM (Gaussian)" if metric == "ssim" else "mean PSNR (dB)")
-    ax.set_title("rate vs quality: the VQ-VAE against simple codecs")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    return fig
-
-
 def plot_matched_examples(originals, recons_by_method: dict, scores_by_method: dict, idx):
     """A few slices: the original and each method's reconstruction at the same rate."""
     x = _np(originals)

@@ -2,35 +2,30 @@
 
 * :func:`layer_table` / :func:`plot_architecture` -- the real network, traced on a real batch;
 * :func:`plot_receptive_field` -- which input pixels one latent cell sees (gradient vs formula);
-* :func:`toy_points`, :func:`plot_vq_step`, :func:`straight_through_demo`,
-  :func:`compare_codebook_updates` -- vector quantization on a 2-D toy, using the library's
-  own quantizers;
+* :func:`plot_code_walk` -- slices, their code grids and what the decoder makes of them;
 * :func:`bit_budget`, :func:`plot_bit_budget` -- how many bits a code grid holds per preset.
 
-Every plotting function returns its figure and, given ``save_to``, writes it as a PNG.
+Every plotting function returns a ``Figure`` and saves nothing; the notebook calls
+``viz.show(fig, run_dir, "02_name")``. The 2-D toy (VQ, straight-through, FSQ) is in ``toy.py``.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch, Rectangle
 
 from ..config import get_config
 from ..metrics import bits_per_pixel
-from .quantizers import VectorQuantizer, VectorQuantizerEMA
 from .vqvae import VQVAE, ResidualStack, receptive_field
 
+__all__ = ["layer_table", "format_layer_table", "plot_architecture", "plot_receptive_field",
+           "bit_budget", "bit_budget_table", "format_bit_budget", "plot_bit_budget",
+           "pick_slices", "plot_code_walk", "parameter_summary"]
+
 ENC, QUANT, DEC = "#4C72B0", "#DD8452", "#55A868"
-
-
-def _save(fig, save_to) -> None:
-    if save_to is not None:
-        Path(save_to).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(save_to, dpi=120, bbox_inches="tight")
 
 
 def _name(m: torch.nn.Module) -> str:
@@ -83,12 +78,13 @@ def format_layer_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot_architecture(model: VQVAE, x: torch.Tensor, save_to=None):
+def plot_architecture(model: VQVAE, x: torch.Tensor) -> Figure:
     """One box per stage: height ~ spatial size, width ~ log2(channels), shapes written on top."""
     rows = layer_table(model, x[:1])
     colors = {"input": "#999999", "encoder": ENC, "quantizer": QUANT, "decoder": DEC}
     side0 = rows[0]["shape"][-1]
-    fig, ax = plt.subplots(figsize=(max(12, 1.35 * len(rows)), 4.2))
+    fig = Figure(figsize=(max(12, 1.35 * len(rows)), 4.2))
+    ax = fig.subplots()
     xpos = 0.0
     for i, r in enumerate(rows):
         shape = r["shape"]
@@ -119,12 +115,10 @@ def plot_architecture(model: VQVAE, x: torch.Tensor, save_to=None):
     ax.set_title(f"VQ-VAE, preset '{cfg.preset}': {cfg.image_size}x{cfg.image_size} image -> "
                  f"{cfg.latent_size}x{cfg.latent_size} codes from K={cfg.codebook_size} "
                  f"-> image   ({model.num_parameters():,} trainable parameters)")
-    _save(fig, save_to)
     return fig
 
 
-def plot_receptive_field(model: VQVAE, image: torch.Tensor, cell: tuple[int, int] | None = None,
-                         save_to=None):
+def plot_receptive_field(model: VQVAE, image: torch.Tensor, cell: tuple[int, int] | None = None) -> Figure:
     """Gradient of one latent cell's encoder output w.r.t. the input pixels, with the analytic
     receptive-field box. ``image`` (1, H, W) in [0, 1]."""
     was_training = model.training
@@ -139,7 +133,8 @@ def plot_receptive_field(model: VQVAE, image: torch.Tensor, cell: tuple[int, int
     grad = x.grad[0, 0].abs().numpy()
     img = image[0].numpy()
     lo_r, lo_c = i * stride - offset, j * stride - offset
-    fig, axes = plt.subplots(1, 2, figsize=(10, 5))
+    fig = Figure(figsize=(10, 5))
+    axes = fig.subplots(1, 2)
     axes[0].imshow(img, cmap="gray", vmin=0, vmax=1)
     for t in range(0, img.shape[0] + 1, stride):                     # the latent grid
         axes[0].axhline(t - 0.5, color="w", lw=0.3, alpha=0.4)
@@ -155,180 +150,7 @@ def plot_receptive_field(model: VQVAE, image: torch.Tensor, cell: tuple[int, int
     for ax in axes:
         ax.add_patch(Rectangle((lo_c - 0.5, lo_r - 0.5), size, size, fill=False, ec="cyan", lw=1.5))
         ax.axis("off")
-    _save(fig, save_to)
     return fig
-
-
-# ---- the 2-D toy ------------------------------------------------------------------------------
-def toy_points(n: int = 600, seed: int = 0) -> torch.Tensor:
-    """(n, 2) 'encoder outputs': three blobs and an arc, away from the origin."""
-    g = np.random.default_rng(seed)
-    centres = np.array([[2.0, 2.5], [4.0, 0.5], [0.5, 0.8]])
-    blobs = centres[g.integers(0, 3, n // 2)] + 0.35 * g.standard_normal((n // 2, 2))
-    t = g.uniform(0.2, 1.4, n - n // 2) * np.pi
-    arc = np.c_[2.2 + 1.8 * np.cos(t), -0.5 + 1.8 * np.sin(t) - 1.5]
-    arc += 0.12 * g.standard_normal(arc.shape)
-    return torch.tensor(np.r_[blobs, arc], dtype=torch.float32)
-
-
-def as_grid(points: torch.Tensor) -> torch.Tensor:
-    """(N, D) -> (1, D, 1, N): the toy points as a one-image 'encoder output' for a quantizer."""
-    return points.t().reshape(1, points.shape[1], 1, -1)
-
-
-def plot_voronoi(ax, points, codebook, codes=None, lim=None, title=None):
-    """Colour the plane by nearest code (the Voronoi cells), points by their code, codes as stars."""
-    pts, book = points.numpy(), codebook.detach().numpy()
-    lim = lim or (pts.min(0) - 1, pts.max(0) + 1)
-    xs, ys = np.meshgrid(np.linspace(lim[0][0], lim[1][0], 300), np.linspace(lim[0][1], lim[1][1], 300))
-    grid = np.c_[xs.ravel(), ys.ravel()]
-    cells = ((grid[:, None] - book[None]) ** 2).sum(-1).argmin(1).reshape(xs.shape)
-    cmap = plt.get_cmap("tab20", len(book))
-    ax.imshow(cells, origin="lower", extent=(lim[0][0], lim[1][0], lim[0][1], lim[1][1]),
-              cmap=cmap, vmin=-0.5, vmax=len(book) - 0.5, alpha=0.25, aspect="auto")
-    ax.contour(xs, ys, cells, levels=np.arange(len(book)) + 0.5, colors="k", linewidths=0.4)
-    if codes is None:
-        codes = ((pts[:, None] - book[None]) ** 2).sum(-1).argmin(1)
-    ax.scatter(pts[:, 0], pts[:, 1], c=np.asarray(codes), cmap=cmap, vmin=-0.5,
-               vmax=len(book) - 0.5, s=6)
-    ax.scatter(book[:, 0], book[:, 1], marker="*", s=160, c="k", edgecolors="w", zorder=3)
-    ax.set_xlim(lim[0][0], lim[1][0])
-    ax.set_ylim(lim[0][1], lim[1][1])
-    if title:
-        ax.set_title(title, fontsize=10)
-    return lim
-
-
-def plot_vq_step(points: torch.Tensor, codebook: torch.Tensor, move: float = 0.5,
-                 decay: float = 0.5, save_to=None):
-    """Assignments + Voronoi cells, then ONE codebook update by each rule (arrows old -> new).
-
-    The SGD learning rate is chosen so that the most popular code moves ``move`` of the way to
-    the mean of its points; a code's gradient is proportional to how many points it won, so the
-    others move less (and unused codes not at all). EMA moves every used code to (nearly) the
-    mean of its points when ``decay`` is small."""
-    k = codebook.shape[0]
-    loss_vq = VectorQuantizer(k, 2, beta=0.25).train()
-    loss_vq._set_codes(torch.arange(k), codebook)
-    out = loss_vq(as_grid(points))
-    out.losses["codebook"].backward()
-    # grad_k = 2 n_k (e_k - mean_k) / (N * D)  ->  lr = move * N * D / (2 max n_k)
-    n_max = int(torch.bincount(out.codes.flatten(), minlength=k).max())
-    lr = move * points.numel() / (2 * n_max)
-    after_loss = (loss_vq.embedding - lr * loss_vq.embedding.grad).detach()  # one SGD step
-    ema_vq = VectorQuantizerEMA(k, 2, decay=decay).train()
-    ema_vq._set_codes(torch.arange(k), codebook)
-    ema_vq(as_grid(points))
-    after_ema = ema_vq.codebook.clone()
-    codes = out.codes.flatten()
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
-    lim = plot_voronoi(axes[0], points, codebook, codes,
-                       title=f"assignment: {len(points)} points, K={k} codes, Voronoi cells")
-    for ax, new, title in ((axes[1], after_loss, f"codebook loss, one SGD step (lr={lr:.0f})"),
-                           (axes[2], after_ema, f"EMA, one step (decay={decay})")):
-        plot_voronoi(ax, points, codebook, codes, lim=lim, title=title)
-        for a, b in zip(codebook.numpy(), new.numpy(), strict=True):
-            if np.linalg.norm(b - a) > 1e-6:
-                ax.annotate("", b, a, arrowprops=dict(arrowstyle="->", color="red", lw=1.8))
-        ax.scatter(new[:, 0], new[:, 1], marker="*", s=160, c="red", edgecolors="w", zorder=4)
-    _save(fig, save_to)
-    return fig
-
-
-def straight_through_demo(points: torch.Tensor, codebook: torch.Tensor, n: int = 6,
-                          beta: float = 0.25, seed: int = 0, save_to=None):
-    """Quantize ``n`` toy points, let a 'decoder loss' ``||z_q - target||^2`` act on z_q, and
-    show that the gradient arriving at z_e equals dL/dz_q (plus the commitment pull).
-    Returns ``(figure, {"dL/dz_q", "dL/dz_e (decoder)", "dL/dz_e (commitment)"})``."""
-    g = torch.Generator().manual_seed(seed)
-    z = points[torch.randperm(len(points), generator=g)[:n]].clone().requires_grad_(True)
-    vq = VectorQuantizer(codebook.shape[0], 2, beta=beta).eval()
-    vq._set_codes(torch.arange(codebook.shape[0]), codebook)
-    out = vq(as_grid(z))
-    z_q = out.quantized                                           # (1, 2, 1, n)
-    z_q.retain_grad()
-    target = as_grid(z.detach() + torch.tensor([0.6, -0.4]))      # the decoder 'wants' these
-    ((z_q - target) ** 2).sum().backward(retain_graph=True)
-    g_q, g_e = z_q.grad.reshape(2, -1).t().clone(), z.grad.clone()
-    z.grad = None
-    (beta * out.losses["commitment"]).backward()
-    g_c = z.grad.clone()
-    zq = z_q.detach().reshape(2, -1).t()
-    fig, ax = plt.subplots(figsize=(7, 6))
-    plot_voronoi(ax, points, codebook, title="straight-through: dL/dz_q is copied to z_e")
-    zd = z.detach()
-    scale = 0.3
-    for a, b, gq, ge, gc in zip(zd, zq, g_q, g_e, g_c, strict=True):
-        ax.plot(*zip(a.numpy(), b.numpy(), strict=True), "k:", lw=1)
-        ax.annotate("", b - scale * gq, b, arrowprops=dict(arrowstyle="->", color="blue", lw=2))
-        ax.annotate("", a - scale * ge, a, arrowprops=dict(arrowstyle="->", color="red", lw=2))
-        ax.annotate("", a - 20 * scale * gc, a, arrowprops=dict(arrowstyle="->", color="purple", lw=1.5))
-    ax.scatter(zd[:, 0], zd[:, 1], s=50, c="red", edgecolors="k", zorder=5, label="z_e (encoder)")
-    ax.plot([], [], color="blue", label="-dL/dz_q at the code")
-    ax.plot([], [], color="red", label="-dL/dz_e: the same arrow")
-    ax.plot([], [], color="purple", label="-commitment grad (drawn 20x longer)")
-    ax.legend(loc="lower left", fontsize=8)
-    _save(fig, save_to)
-    return fig, {"dL/dz_q": g_q, "dL/dz_e (decoder)": g_e, "dL/dz_e (commitment)": g_c}
-
-
-def compare_codebook_updates(points: torch.Tensor, k: int = 12, steps: int = 100,
-                             batch: int = 128, lr: float = 0.05, init_scale: float = 2.0,
-                             seed: int = 0, save_to=None):
-    """Learn a codebook for the fixed toy points three ways from the same random start (Gaussian
-    around the data, ``init_scale`` times wider than it, as when a codebook's scale does not
-    match the encoder's): codebook loss + Adam, EMA, and EMA with k-means init and
-    dead-code restarts. The encoder is frozen here (the points do not move), which isolates the
-    codebook rule. Returns ``(figure, history)`` with per-step "distortion" (mean squared
-    distance of every point to its nearest code) and "used_fraction"."""
-    variants = {
-        "codebook loss (Adam)": lambda: VectorQuantizer(k, 2),
-        "EMA": lambda: VectorQuantizerEMA(k, 2, decay=0.9),
-        "EMA + k-means init + restarts": lambda: VectorQuantizerEMA(
-            k, 2, decay=0.9, kmeans_init=True, dead_code_steps=10),
-    }
-    g0 = torch.Generator().manual_seed(seed)
-    start = points.mean(0) + init_scale * points.std(0) * torch.randn(k, 2, generator=g0)  # (K, 2)
-    history, finals, paths = {}, {}, {}
-    for name, make in variants.items():
-        torch.manual_seed(seed)
-        vq = make().train()
-        vq._set_codes(torch.arange(k), start)
-        opt = torch.optim.Adam(vq.parameters(), lr=lr) if not vq.uses_ema else None
-        g = torch.Generator().manual_seed(seed)
-        trail, mse, used = [vq.codebook.detach().clone()], [], []
-        for _ in range(steps):
-            idx = torch.randint(0, len(points), (batch,), generator=g)
-            out = vq(as_grid(points[idx]))
-            if opt is not None:
-                opt.zero_grad()
-                out.losses["codebook"].backward()
-                opt.step()
-            trail.append(vq.codebook.detach().clone())
-            with torch.no_grad():
-                d = ((points[:, None] - trail[-1][None]) ** 2).sum(-1)      # (N, K)
-                mse.append(float(d.min(1).values.mean()))
-                used.append(len(d.argmin(1).unique()) / k)
-        history[name] = {"distortion": mse, "used_fraction": used}
-        finals[name], paths[name] = trail[-1], torch.stack(trail)          # (steps+1, K, 2)
-    fig, axes = plt.subplots(1, 4, figsize=(20, 4.8))
-    lim = (points.numpy().min(0) - 1, points.numpy().max(0) + 1)
-    for ax, name in zip(axes[:3], variants, strict=True):
-        plot_voronoi(ax, points, finals[name], lim=lim,
-                     title=f"{name}\n{history[name]['used_fraction'][-1]:.0%} of codes used")
-        for t in paths[name].permute(1, 0, 2).numpy():                   # one trail per code
-            ax.plot(t[:, 0], t[:, 1], "-", color="k", lw=0.7, alpha=0.6)
-        ax.scatter(*start.numpy().T, marker="x", c="k", s=25, label="start")
-    for name in variants:
-        axes[3].plot(history[name]["distortion"], label=name)
-    axes[3].set_yscale("log")
-    axes[3].set_xlabel("update step")
-    axes[3].set_ylabel("mean squared distance to nearest code")
-    axes[3].legend(fontsize=8)
-    axes[3].set_title("quantization error")
-    fig.tight_layout()
-    _save(fig, save_to)
-    return fig, history
 
 
 # ---- bits -------------------------------------------------------------------------------------
@@ -358,8 +180,9 @@ def format_bit_budget(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot_bit_budget(rows: list[dict], save_to=None):
-    fig, axes = plt.subplots(1, 2, figsize=(max(11, 2.6 * len(rows)), 3.8))
+def plot_bit_budget(rows: list[dict]) -> Figure:
+    fig = Figure(figsize=(max(11, 2.6 * len(rows)), 3.8))
+    axes = fig.subplots(1, 2)
     names = [f"{r['preset']}\n{r['image']} -> {r['grid']}\nK={r['K']}" for r in rows]
     axes[0].bar(names, [r["bits_per_pixel"] for r in rows], color=QUANT)
     axes[0].axhline(8, color="k", ls="--", lw=1)
@@ -378,7 +201,6 @@ def plot_bit_budget(rows: list[dict], save_to=None):
         ax.tick_params(axis="x", labelsize=8)
     fig.suptitle("Bit budget: latent grid x log2(K) bits, before any entropy coding")
     fig.tight_layout()
-    _save(fig, save_to)
     return fig
 
 
@@ -394,7 +216,7 @@ def pick_slices(images: np.ndarray, n: int = 8, seed: int = 0) -> torch.Tensor:
 
 
 @torch.no_grad()
-def plot_code_walk(model: VQVAE, x: torch.Tensor, n: int = 3, save_to=None):
+def plot_code_walk(model: VQVAE, x: torch.Tensor, n: int = 3) -> Figure:
     """For ``n`` slices: the image, its grid of codes (one colour per code index, the numbers
     written in a corner), and what the decoder makes of those codes.
 
@@ -407,7 +229,8 @@ def plot_code_walk(model: VQVAE, x: torch.Tensor, n: int = 3, save_to=None):
     model.quantizer.train(was_training)
     k = model.cfg.codebook_size
     cmap = plt.get_cmap("nipy_spectral", k)
-    fig, axes = plt.subplots(n, 3, figsize=(10, 3.4 * n), squeeze=False)
+    fig = Figure(figsize=(10, 3.4 * n))
+    axes = fig.subplots(n, 3, squeeze=False)
     for r in range(n):
         codes = out.codes[r].numpy()
         axes[r, 0].imshow(x[r, 0], cmap="gray", vmin=0, vmax=1)
@@ -423,7 +246,6 @@ def plot_code_walk(model: VQVAE, x: torch.Tensor, n: int = 3, save_to=None):
         for ax in axes[r]:
             ax.axis("off")
     fig.tight_layout()
-    _save(fig, save_to)
     return fig
 
 

@@ -36,7 +36,6 @@ the same codebook. Codebook updates (EMA, k-means, restarts) only happen in trai
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -44,12 +43,15 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+__all__ = ["QuantizerOutput", "VectorQuantizer", "VectorQuantizerEMA", "kmeans",
+           "nearest_codes", "squared_distances"]
+
 
 @dataclass
 class QuantizerOutput:
     quantized: torch.Tensor   # (B, D, h, w) straight-through: forward = codes, backward = identity
-    codes: torch.Tensor       # (B, h, w) long
-    loss: torch.Tensor        # scalar: codebook + beta * commitment
+    codes: torch.Tensor       # (B, h, w) long; (B, N, h, w) stage codes for residual VQ
+    loss: torch.Tensor        # scalar: codebook + beta * commitment (0 for FSQ)
     losses: dict = field(default_factory=dict)  # "codebook", "commitment" (unweighted MSEs)
     stats: dict = field(default_factory=dict)   # "perplexity", "used_fraction", "dead_codes"
 
@@ -158,6 +160,10 @@ class VectorQuantizer(nn.Module):
     def lookup(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes (B, h, w) long -> code vectors (B, D, h, w)."""
         return F.embedding(codes, self.codebook).permute(0, 3, 1, 2).contiguous()
+
+    def joint_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        """One index per cell already: the identity (residual VQ folds its stages here)."""
+        return codes
 
     # -- the forward pass -------------------------------------------------------------------
     def forward(self, z_e: torch.Tensor) -> QuantizerOutput:
@@ -276,20 +282,3 @@ class VectorQuantizerEMA(VectorQuantizer):
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", decay={self.decay}, eps={self.eps}"
-
-
-def build_quantizer(cfg) -> VectorQuantizer:
-    """The quantizer named by ``cfg.quantizer`` ("loss" | "ema") with the config's options."""
-    common = dict(beta=cfg.beta, kmeans_init=cfg.kmeans_init, kmeans_iters=cfg.kmeans_iters,
-                  dead_code_steps=cfg.dead_code_steps, cosine=cfg.cosine)
-    if cfg.quantizer == "loss":
-        return VectorQuantizer(cfg.codebook_size, cfg.code_dim, **common)
-    if cfg.quantizer == "ema":
-        return VectorQuantizerEMA(cfg.codebook_size, cfg.code_dim, decay=cfg.ema_decay,
-                                  eps=cfg.ema_eps, **common)
-    raise ValueError(f"Unknown quantizer {cfg.quantizer!r}; choose 'loss' or 'ema'.")
-
-
-def bits_per_code(codebook_size: int) -> float:
-    """Bits needed to write one code without entropy coding: log2(K)."""
-    return math.log2(codebook_size)

@@ -1,4 +1,4 @@
-"""The VQ-VAE: a convolutional encoder, a vector quantizer and a mirrored decoder.
+"""The VQ-VAE: a convolutional encoder, a quantizer (VQ, FSQ or residual VQ) and a mirrored decoder.
 
     x (B,1,H,W) --Encoder--> z_e (B,D,h,w) --quantizer--> z_q (B,D,h,w), codes (B,h,w)
                  --Decoder--> x_hat (B,1,H,W)          with h = H / downsample
@@ -32,7 +32,10 @@ from torch import nn
 
 from ..config import Config
 from ..metrics import ssim
-from .quantizers import VectorQuantizer, build_quantizer
+from .factory import build_quantizer
+
+__all__ = ["VQVAE", "VQVAEOutput", "Encoder", "Decoder", "ResidualBlock", "ResidualStack",
+           "build_model", "make_norm", "n_downsamplings", "receptive_field"]
 
 
 def make_norm(kind: str, channels: int) -> nn.Module:
@@ -123,7 +126,7 @@ class Decoder(nn.Sequential):
 @dataclass
 class VQVAEOutput:
     recon: torch.Tensor       # (B, 1, H, W) in [0, 1]
-    codes: torch.Tensor       # (B, h, w) long
+    codes: torch.Tensor       # (B, h, w) long in [0, codebook_size) (residual VQ: joint codes)
     loss: torch.Tensor        # scalar: recon + codebook + beta * commitment
     losses: dict = field(default_factory=dict)  # "recon", "codebook", "commitment" (unweighted)
     stats: dict = field(default_factory=dict)   # "perplexity", "used_fraction", "dead_codes"
@@ -141,7 +144,7 @@ class VQVAE(nn.Module):
                              f"downsample {cfg.downsample}")
         self.cfg = cfg
         self.encoder = Encoder(cfg)
-        self.quantizer: VectorQuantizer = build_quantizer(cfg)
+        self.quantizer = build_quantizer(cfg)      # VQ (loss | ema), FSQ or residual VQ
         self.decoder = Decoder(cfg)
 
     # ---- data range: callers always speak [0, 1] ------------------------------------------
@@ -159,10 +162,11 @@ class VQVAE(nn.Module):
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Images (B, 1, H, W) in [0, 1] -> codes (B, h, w) long. Never updates the codebook."""
+        """Images (B, 1, H, W) in [0, 1] -> codes (B, h, w) long in [0, codebook_size) (residual
+        VQ: its joint codes; ``quantizer.split_codes`` gives the stages). Never updates the codebook."""
         was_training = self.quantizer.training
         self.quantizer.eval()
-        codes = self.quantizer(self.encode_continuous(x)).codes
+        codes = self.quantizer.joint_codes(self.quantizer(self.encode_continuous(x)).codes)
         self.quantizer.train(was_training)
         return codes
 
@@ -189,7 +193,8 @@ class VQVAE(nn.Module):
             # and structure, which is what SSIM measures at evaluation time.
             losses["ssim"] = 1.0 - ssim(recon.float(), x.float(), data_range=1.0)
             loss = loss + self.cfg.ssim_weight * losses["ssim"]
-        return VQVAEOutput(recon=recon, codes=q.codes, loss=loss, losses=losses, stats=q.stats)
+        return VQVAEOutput(recon=recon, codes=self.quantizer.joint_codes(q.codes), loss=loss,
+                           losses=losses, stats=q.stats)
 
     # ---- bookkeeping -------------------------------------------------------------------------
     def num_parameters(self, trainable_only: bool = True) -> int:
