@@ -218,12 +218,12 @@ def _convert(name: str, t: type, v: Any) -> Any:
 _POSITIVE = ("image_size", "in_channels", "hidden_channels", "res_channels", "downsample",
              "codebook_size", "code_dim", "ema_eps", "kmeans_iters", "batch_size", "lr",
              "step_size", "gamma", "epochs", "prior_channels", "prior_layers", "prior_epochs",
-             "prior_lr", "prior_batch_size")
+             "prior_lr", "prior_batch_size", "rvq_stages")
 _NON_NEGATIVE = ("max_train_images", "max_eval_images", "n_res_blocks", "beta", "ssim_weight",
                  "dead_code_steps", "weight_decay", "warmup_steps", "grad_clip", "max_minutes",
                  "seed", "num_threads", "prior_max_minutes", "prior_cond_bins", "ema_decay")
 _CHOICES = {"data_range": ("01", "pm1"), "norm": ("batch", "group", "none"),
-            "out_activation": ("tanh", "sigmoid", "none"), "quantizer": ("loss", "ema"),
+            "out_activation": ("tanh", "sigmoid", "none"), "quantizer": ("loss", "ema", "fsq", "rvq"),
             "scheduler": ("cosine", "step", "constant")}
 
 
@@ -242,6 +242,8 @@ def validate(cfg: Config) -> Config:
     for name, allowed in _CHOICES.items():
         if getattr(cfg, name) not in allowed:
             raise ConfigError(f"{name} expects one of {list(allowed)}, got {getattr(cfg, name)!r}")
+    if not 0 <= cfg.rvq_dropout <= 1:
+        raise ConfigError(f"rvq_dropout is a probability in [0, 1], got {cfg.rvq_dropout!r}")
     if not cfg.ema_decay < 1:
         raise ConfigError(f"ema_decay must be < 1 (a moving average), got {cfg.ema_decay!r}")
     if cfg.image_size % cfg.downsample:
