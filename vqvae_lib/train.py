@@ -161,7 +161,9 @@ class Trainer:
         self.source = train.source
         store = self.device if self.device.type != "mps" else torch.device("cpu")
         # (N, 1, H, W) uint8 on the device: 16 KiB per 128x128 image; float only per batch.
-        self.train_u8 = torch.from_numpy(np.ascontiguousarray(train.images[train_idx]))[:, None].to(store)
+        # all images: use the (memory-mapped) cache array as it is, no second copy of the split
+        train_images = train.images if n_train == len(train.images) else train.images[train_idx]
+        self.train_u8 = torch.from_numpy(np.ascontiguousarray(train_images))[:, None].to(store)
         self.val_u8 = torch.from_numpy(np.ascontiguousarray(val.images[val_idx]))[:, None].to(store)
         self.preview_idx = pick_preview_indices(self.val_u8, 8)
         local = len(self.train_u8) // self.world
