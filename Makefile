@@ -3,6 +3,7 @@
 #   make test      # set up .venv, build the demo data if needed, run the test suite
 # Variables: PRESET (smoke | cpu | gpu | reference; default cpu), DATA_DIR (default:
 # $VQVAE_DATA_DIR, else data/oasis if present, else data/demo), RUN_DIR (default runs/<preset>).
+#   make slices SRC=<folder of T1 volumes> OUT=data/mine && make run-all DATA_DIR=data/mine
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -12,13 +13,15 @@ DATA_DIR ?=
 RUN_DIR ?=
 SEED   ?= 0
 BENCH_MINUTES ?= 8
+SRC    ?=
+OUT    ?= data/mine
 
 RUN_ARGS := --preset $(PRESET) --seed $(SEED) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(RUN_DIR),--run-dir $(RUN_DIR))
 
-.PHONY: help setup data run-all report test test-fast test-browser lint lab bench bench-codecs clean clean-all
+.PHONY: help setup data slices run-all report test test-fast test-browser lint lab bench bench-codecs bench-data clean clean-all
 
 help:
-	@sed -n '1,5p' Makefile
+	@sed -n '1,6p' Makefile
 
 # The stamp is rebuilt whenever pyproject.toml changes, so `setup` also refreshes .venv.
 $(VENV)/.installed: pyproject.toml
@@ -32,6 +35,10 @@ setup: $(VENV)/.installed
 
 data: setup
 	$(PY) -m vqvae_lib.demo
+
+slices: setup
+	@test -n "$(SRC)" || { echo "usage: make slices SRC=<folder of T1 volumes> OUT=data/mine"; exit 2; }
+	$(PY) -m vqvae_lib.slices $(SRC) $(OUT)
 
 run-all: setup data
 	$(PY) -m vqvae_lib.runner $(RUN_ARGS)
@@ -64,6 +71,9 @@ bench: setup data
 # benchmarks/quantizers.json, benchmarks/codecs.json (VQ-VAE rows need runs/$(PRESET) from run-all).
 bench-codecs: setup data
 	$(PY) benchmarks/bench_codecs.py --what both --run-dir runs/$(PRESET) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+
+bench-data: setup
+	$(PY) benchmarks/bench_data.py
 
 clean:
 	rm -rf runs data/cache .pytest_cache .ruff_cache

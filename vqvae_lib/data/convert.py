@@ -33,11 +33,13 @@ from pathlib import Path
 
 from ..common import progress, quiet
 from ..errors import DataError
+from ..paths import repo_root
+from .anatomy import load_template
 from .files import split_subjects
 from .volume_pairs import Subject, find_subjects
 from .volumes import FOV_MM, N_SLICES, Z_RANGE, cut_slices, read_volume
 
-__all__ = ["MANIFEST", "convert", "convert_subject", "main"]
+__all__ = ["MANIFEST", "convert", "convert_subject", "example_volumes", "main"]
 
 MANIFEST = "slices_manifest.json"
 LAYOUT = "keras_png_slices_data"
@@ -174,6 +176,37 @@ def convert(src, out, size: int = 256, n_slices: int = N_SLICES, z_range=Z_RANGE
             print("slices: fewer than 3 subjects, so the validate and test splits are empty; the "
                   "course needs at least 3 subjects (10 or more is better).")
     return manifest
+
+
+def example_volumes(folder) -> Path:
+    """A folder with one T1 volume and its labels, for notebook 01's "bring your own volumes".
+
+    The real FreeSurfer subject in ``../shared/volumes`` (or ``$VQVAE_SHARED_DIR/volumes``)
+    when it exists; else the demo's MNI152 template (Fonov et al., 2011) written to ``folder``
+    as ``mni152_T1.nii.gz`` with its tissue map ``mni152_T1_seg.nii.gz`` (0..3).
+
+    Args:
+        folder: where to write the template volumes if the shared subject is absent.
+    """
+    import nibabel as nib
+    import numpy as np
+
+    shared = Path(os.environ.get("VQVAE_SHARED_DIR") or repo_root().parent / "shared") / "volumes"
+    if (shared / "norm.mgz").is_file():
+        return shared
+    vol, origin, _ = load_template()                          # (1, 5, Z, Y, X) at 1 mm
+    t1, gm, wm, brain = (vol[0, c].numpy().transpose(2, 1, 0) for c in range(4))
+    brain = brain > 0.5
+    csf = np.clip(brain - gm - wm, 0, 1)
+    tissue = ((np.argmax(np.stack([csf, gm, wm]), 0) + 1) * brain).astype(np.uint8)
+    affine = np.eye(4)
+    affine[:3, 3] = origin
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(np.ascontiguousarray(t1, np.float32), affine),
+             folder / "mni152_T1.nii.gz")
+    nib.save(nib.Nifti1Image(tissue, affine), folder / "mni152_T1_seg.nii.gz")
+    return folder
 
 
 def main(argv=None) -> int:

@@ -62,8 +62,10 @@ def load_train_data(cfg, data_dir=None, device: torch.device | str = "cpu",
     store = torch.device(device)
     store = torch.device("cpu") if store.type == "mps" else store
     val_u8 = torch.from_numpy(np.ascontiguousarray(val.images[val_idx]))[:, None].to(store)
+    # all images: use the (memory-mapped) cache array as it is, no second copy of the split
+    train_images = train.images if len(train_idx) == len(train.images) else train.images[train_idx]
     return TrainData(
-        train_u8=torch.from_numpy(np.ascontiguousarray(train.images[train_idx]))[:, None].to(store),
+        train_u8=torch.from_numpy(np.ascontiguousarray(train_images))[:, None].to(store),
         val_u8=val_u8, train_paths=[train.paths[i] for i in train_idx], source=train.source,
         root=Path(train.root), preview_idx=pick_preview_indices(val_u8, 8))
 
