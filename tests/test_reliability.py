@@ -217,7 +217,7 @@ def test_notebook_handler_shows_one_line_and_the_cell_still_fails(tmp_path, monk
     ({"lr": float("nan")}, "lr expects a finite number"),
     ({"max_minutes": -1}, "max_minutes must be >= 0"),
     ({"ema_decay": 1.0}, "ema_decay must be < 1"),
-    ({"quantizer": "vq"}, "quantizer expects one of ['loss', 'ema']"),
+    ({"quantizer": "vq"}, "quantizer expects one of ['loss', 'ema', 'fsq', 'rvq']"),
     ({"amp": "maybe"}, "amp expects true or false"),
     ({"image_size": 66}, "image_size 66 must be a multiple of downsample 4"),
 ])

@@ -13,6 +13,7 @@ from matplotlib.colors import ListedColormap, hsv_to_rgb
 from matplotlib.figure import Figure
 
 from ..common import TISSUE_COLORS, TISSUE_NAMES
+from ..metrics import psnr
 from ..viz import show_image
 from .analysis import CodebookAnalysis, pairwise_distances, pca_2d
 from .appearance import code_patches, swap_effect
@@ -135,8 +136,6 @@ def tissue_figure(A: CodebookAnalysis, top: int = 48) -> Figure:
 # ---------------------------------------------------------------------------------------------
 def draw_slice_view(axes, A: CodebookAnalysis, index: int, cmap=None) -> None:
     """Slice | reconstruction | code map of slice ``index`` on three axes."""
-    from ..metrics import psnr
-
     img, rec, codes = A.images[index, 0], A.recons[index, 0], A.codes[index]
     cmap = cmap or code_colormap(A.codebook_size)
     n_codes = len(np.unique(codes.numpy()))

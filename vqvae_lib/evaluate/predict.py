@@ -18,8 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checkpoint import run_dir_of_checkpoint
 from ..errors import CheckpointError, cli
 from ..paths import figure_dir
+from .figures import plot_predictions
+from .score import evaluate_checkpoint
 
 
 def choose_examples(n_total: int, n: int) -> np.ndarray:
@@ -37,10 +40,6 @@ def predict(checkpoint: str | os.PathLike, split: str = "test", n: int = 8,
     if "ipykernel" not in sys.modules:
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from ..checkpoint import run_dir_of_checkpoint
-    from .figures import plot_predictions
-    from .score import evaluate_checkpoint
 
     ev = evaluate_checkpoint(checkpoint, split, data_dir, batch_size=batch_size, device=device,
                              max_images=max_images, write=False, verbose=False,
