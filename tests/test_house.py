@@ -84,3 +84,24 @@ def test_data_and_model_never_import_the_notebook_layer_or_figures():
                         m.endswith(".figures") or ".figures." in m:
                     bad.append(f"{sub}/{p.name} imports {m}")
     assert not bad, "\n".join(bad)
+
+
+def test_design_md_draws_every_module_of_the_house():
+    """docs/DESIGN.md's tree has one line per module, and names no module that is gone."""
+    import re
+
+    text = (repo_root() / "docs" / "DESIGN.md").read_text()
+    tree = text.split("<!-- tree -->")[1]
+    listed, folder = set(), ""
+    for line in tree.splitlines():
+        m = re.match(r"^(\s*)([\w]+)(/|\.py)\s", line + " ")
+        if not m:
+            continue
+        if m.group(3) == "/":
+            folder = "" if m.group(2) == "vqvae_lib" else m.group(2) + "/"
+        else:
+            listed.add((folder if m.group(1).count(" ") > 2 else "") + m.group(2) + ".py")
+    actual = {str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
+              if p.name not in ("__init__.py", "__main__.py")}
+    assert listed == actual, f"missing from DESIGN.md: {sorted(actual - listed)}; " \
+                             f"listed but absent: {sorted(listed - actual)}"
