@@ -75,7 +75,12 @@ class Config:
     prior_lr: float = 3e-4
     prior_batch_size: int = 32
     prior_max_minutes: float = 0.0
+    prior_max_steps: int = 0       # >0: stop after this many optimiser steps (equal-budget comparisons)
     prior_cond_bins: int = 0       # >0: condition the prior on slice position (that many bins)
+    prior_kind: str = "pixelcnn"   # "pixelcnn" (gated PixelCNN) | "transformer" (causal, raster order)
+    prior_heads: int = 4           # attention heads (transformer prior)
+    prior_temperature: float = 1.0  # sampling temperature notebook 06 recommends for this preset
+    prior_samples: int = 64        # slices notebook 06 generates for the generation metrics
     # free-form notes carried into checkpoints
     extra: dict = field(default_factory=dict)
 
