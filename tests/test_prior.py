@@ -427,3 +427,29 @@ def test_python_m_prior_sample_reports_a_damaged_checkpoint_without_traceback(tm
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr and r.stderr.strip().count("\n") == 0
     assert str(bad) in r.stderr
+
+
+# ---- the live sampler widget ------------------------------------------------------------------
+def test_sampler_widget_draws_and_exposes_described_controls():
+    import ipywidgets as W
+
+    from vqvae_lib.config import get_config
+    from vqvae_lib.model.vqvae import build_model
+    from vqvae_lib.prior.widgets import Sampler
+
+    torch.manual_seed(0)
+    vqvae = build_model(get_config("smoke", image_size=32)).eval()   # 8x8 codes, K = 32
+    prior = GatedPixelCNN(32, 8, 2, n_classes=4, grid_size=(8, 8))
+    s = Sampler(prior, vqvae, n=4, temperature=0.9, seed=3)
+    described = {c.description for c in s.children[0].children}
+    assert {"temperature", "slice position", "seed", "sample"} <= described
+    assert "vqvae-prior-sampler" in s._dom_classes
+    assert isinstance(s.button, W.Button) and s.image.value[:4] == b"\x89PNG"
+    first = s.last["codes"].clone()
+    s.position.value = 2
+    s.seed.value = 4
+    s.button.click()
+    assert s.last["labels"].tolist() == [2, 2, 2, 2] and not torch.equal(first, s.last["codes"])
+    assert "4 slices" in s.status.value and s.figure() is not None
+    plain = Sampler(GatedPixelCNN(32, 8, 2, grid_size=(8, 8)), vqvae, n=2, draw_now=False)
+    assert "slice position" not in {c.description for c in plain.children[0].children}

@@ -144,15 +144,17 @@ PRESETS: dict[str, dict[str, Any]] = {
         image_size=256, hidden_channels=128, res_channels=64, n_res_blocks=2, downsample=4,
         codebook_size=512, code_dim=64, quantizer="ema", kmeans_init=True,
         dead_code_steps=100, ssim_weight=0.5, batch_size=64, lr=2e-3, epochs=40, warmup_steps=200,
-        prior_channels=128, prior_layers=12, prior_epochs=40, prior_lr=1e-3,
+        prior_kind="pixelcnn", prior_channels=128, prior_layers=12, prior_epochs=40, prior_lr=1e-3,
+        prior_cond_bins=4, prior_batch_size=32, prior_samples=128,
     ),
     # Our recipe on a 2-core laptop CPU.
     "cpu": dict(
         image_size=128, hidden_channels=64, res_channels=32, n_res_blocks=2, downsample=4,
         codebook_size=512, code_dim=64, quantizer="ema", kmeans_init=True,
         dead_code_steps=100, ssim_weight=0.5, batch_size=16, lr=1.5e-3, epochs=30, max_minutes=9.5,
-        warmup_steps=100, prior_channels=64, prior_layers=8, prior_epochs=10,
-        prior_max_minutes=4.5, prior_lr=2e-3, prior_batch_size=16,
+        warmup_steps=100, prior_kind="pixelcnn", prior_channels=64, prior_layers=8, prior_epochs=10,
+        prior_max_minutes=3.5, prior_lr=2e-3, prior_batch_size=16, prior_cond_bins=4,
+        prior_temperature=1.0, prior_samples=64,
     ),
     # Seconds: tests and CI.
     "smoke": dict(

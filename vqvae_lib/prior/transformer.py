@@ -24,7 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..common import progress as progress_bar
-from .model import draw_codes, sampling_temperatures
+from .draw import draw_codes, sampling_temperatures
 
 __all__ = ["CodeTransformer", "Block"]
 
