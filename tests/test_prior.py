@@ -1,4 +1,4 @@
-"""The PixelCNN prior: causal masking (by gradients), sampling, likelihood and training."""
+"""The priors: causal masking (by gradients), sampling, likelihood, training, reuse, CLI."""
 
 import math
 
@@ -6,9 +6,14 @@ import pytest
 import torch
 
 from vqvae_lib.errors import CheckpointError
+from vqvae_lib.prior.codes import slice_bins
 from vqvae_lib.prior.figures import receptive_field_map
-from vqvae_lib.prior.fit import baseline_bits, load_prior, nearest_neighbours, slice_bins
-from vqvae_lib.prior.model import GatedPixelCNN, MaskedConv2d, plain_pixelcnn, receptive_field
+from vqvae_lib.prior.fit import baseline_bits
+from vqvae_lib.prior.generation import nearest_neighbours
+from vqvae_lib.prior.model import GatedPixelCNN
+from vqvae_lib.prior.receptive import MaskedConv2d, plain_pixelcnn, receptive_field
+from vqvae_lib.prior.store import load_prior
+from vqvae_lib.prior.transformer import CodeTransformer
 
 SHAPE = (6, 7)
 
@@ -189,7 +194,8 @@ def tiny_run(tmp_path, monkeypatch):
 
 
 def test_train_prior_writes_checkpoints_and_reloads(tiny_run):
-    from vqvae_lib.prior.fit import train_or_load_prior, train_prior
+    from vqvae_lib.prior.fit import train_prior
+    from vqvae_lib.prior.reuse import train_or_load_prior
 
     ckpt, data, run_dir = tiny_run
     run = train_prior(ckpt, data, device="cpu", verbose=False, prior_epochs=2, prior_channels=8,
@@ -209,19 +215,32 @@ def test_train_prior_writes_checkpoints_and_reloads(tiny_run):
         load_prior(ckpt)
 
 
-def test_cli_trains_a_conditional_prior_and_samples_a_png(tiny_run):
-    from vqvae_lib.prior.fit import find_vqvae_checkpoint, main
+def test_cli_trains_a_conditional_prior_and_samples_pngs(tiny_run):
+    import numpy as np
+    from PIL import Image
+
+    from vqvae_lib.prior.cli import main
+    from vqvae_lib.prior.store import find_vqvae_checkpoint
 
     ckpt, data, run_dir = tiny_run
-    main(["train", "--checkpoint", str(ckpt), "--data-dir", str(data), "--device", "cpu",
-          "--prior_epochs", "1", "--prior-channels", "8", "--prior_layers", "2",
-          "--prior_cond_bins", "2"])
+    assert main(["train", "--checkpoint", str(ckpt), "--data-dir", str(data), "--device", "cpu",
+                 "--prior_epochs", "1", "--prior-channels", "8", "--prior_layers", "2",
+                 "--prior_cond_bins", "2"]) == 0
     prior, saved = load_prior(run_dir / "prior" / "best.pt")
     assert prior.n_classes == 2 and saved["extra"]["cond"]["bins"] == 2
-    out = run_dir / "figures" / "samples.png"
+    out = run_dir / "samples"
+    assert main(["sample", "--prior", str(run_dir / "prior" / "best.pt"), "-n", "4", "--label", "1",
+                 "--temperature", "0.7", "--out-dir", str(out), "--device", "cpu", "--seed", "3"]) == 0
+    pngs = sorted(out.glob("sample_*.png"))
+    assert [p.name for p in pngs] == [f"sample_{i:03d}.png" for i in range(4)]
+    with Image.open(pngs[0]) as im:
+        assert im.mode == "L" and im.size == (32, 32)
+    codes = np.load(out / "codes.npy")
+    assert codes.shape == (4, 8, 8) and codes.min() >= 0 and codes.max() < 32
+    again = run_dir / "samples_again"   # the same seed draws the same slices
     main(["sample", "--prior", str(run_dir / "prior" / "best.pt"), "-n", "4", "--label", "1",
-          "--temperature", "0.7", "--out", str(out), "--device", "cpu"])
-    assert out.is_file() and out.stat().st_size > 1000
+          "--temperature", "0.7", "--out-dir", str(again), "--device", "cpu", "--seed", "3"])
+    assert np.array_equal(np.load(again / "codes.npy"), codes)
     with pytest.raises(SystemExit):
         main(["train", "--checkpoint", str(ckpt), "--no_such_field", "1"])
     with pytest.raises(CheckpointError, match="03_training"):
@@ -232,7 +251,7 @@ def test_novelty_of_training_slices_is_zero():
     from vqvae_lib.config import get_config
     from vqvae_lib.model.inference import encode
     from vqvae_lib.model.vqvae import build_model
-    from vqvae_lib.prior.fit import novelty
+    from vqvae_lib.prior.sample import novelty
 
     torch.manual_seed(0)
     vqvae = build_model(get_config("smoke", image_size=32)).eval()
@@ -241,3 +260,196 @@ def test_novelty_of_training_slices_is_zero():
     nov = novelty(vqvae, queries, encode(vqvae, queries, device="cpu"), train)
     assert nov["index"].tolist() == [2, 9]
     assert torch.allclose(nov["shared"], torch.ones(2)) and (nov["mse"] < 1e-6).all()
+
+
+# ---- the transformer prior: same contract as the PixelCNN ------------------------------------
+@pytest.mark.parametrize("n_classes", [0, 3])
+def test_transformer_never_sees_current_or_future_cells(n_classes):
+    torch.manual_seed(0)
+    model = CodeTransformer(num_codes=5, channels=8, n_layers=2, heads=2, n_classes=n_classes,
+                            grid_size=SHAPE)
+    h, w = SHAPE
+    for i, j in CELLS:
+        rf = receptive_field(model, SHAPE, (i, j))  # gradients w.r.t. the embedded input
+        assert rf[_later_or_same(SHAPE, (i, j))].abs().max() == 0, f"cell {(i, j)} sees the future"
+        earlier = ~_later_or_same(SHAPE, (i, j))
+        if earlier.any():   # global context: every earlier cell reaches the prediction
+            assert (rf[earlier] > 0).all(), f"cell {(i, j)} misses an earlier cell"
+
+
+@pytest.mark.parametrize("kind", ["pixelcnn", "transformer"])
+def test_changing_later_codes_leaves_earlier_logits_unchanged(kind):
+    """Causality on real code inputs: cell t's logits depend only on cells before t."""
+    torch.manual_seed(0)
+    model = (GatedPixelCNN(6, 8, 2, grid_size=SHAPE) if kind == "pixelcnn"
+             else CodeTransformer(6, 8, 2, heads=2, grid_size=SHAPE)).eval()
+    codes = torch.randint(0, 6, (2, *SHAPE))
+    T = SHAPE[0] * SHAPE[1]
+    for t in (0, 5, 17, T - 1):
+        changed = codes.clone().flatten(1)
+        changed[:, t:] = torch.randint(0, 6, (2, T - t))
+        a = model(codes).flatten(2)[:, :, : t + 1]
+        b = model(changed.reshape(2, *SHAPE)).flatten(2)[:, :, : t + 1]
+        assert torch.allclose(a, b, atol=1e-5), f"{kind}: logits up to cell {t} saw later codes"
+
+
+def test_transformer_sampler_with_cache_matches_the_full_forward():
+    torch.manual_seed(0)
+    model = CodeTransformer(num_codes=7, channels=8, n_layers=2, heads=2, n_classes=2,
+                            grid_size=SHAPE)
+    codes = model.sample(3, SHAPE, temperature=1.0, y=torch.tensor([0, 1, 1]))
+    assert codes.shape == (3, *SHAPE) and codes.min() >= 0 and codes.max() < 7
+    greedy = model.sample(2, SHAPE, temperature=0.0, y=torch.tensor(1))
+    naive = torch.zeros(2, *SHAPE, dtype=torch.long)
+    with torch.no_grad():
+        for i in range(SHAPE[0]):
+            for j in range(SHAPE[1]):
+                naive[:, i, j] = model(naive, torch.tensor([1, 1]))[:, :, i, j].argmax(1)
+    assert torch.equal(greedy, naive)
+    a = model.sample(2, SHAPE, [0.5, 1.5], generator=torch.Generator().manual_seed(4))
+    b = model.sample(2, SHAPE, [0.5, 1.5], generator=torch.Generator().manual_seed(4))
+    assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="built for"):
+        model.sample(2, (4, 4))
+
+
+def test_transformer_learns_structured_grids():
+    torch.manual_seed(0)
+    K = 8
+    data = _stripes(32, K)
+    model = CodeTransformer(num_codes=K, channels=16, n_layers=2, heads=2, grid_size=(8, 8))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    with torch.no_grad():
+        before = float(model.nll_bits(data).mean())
+    for _ in range(60):
+        loss = model.nll_bits(data).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        after = float(model.nll_bits(data).mean())
+    assert after < 0.5 * before and after < math.log2(K) * 0.5
+
+
+# ---- slips: reuse keyed on content, architecture from the checkpoint ------------------------
+def test_a_vqvae_retrained_at_the_same_path_gets_a_new_prior(tiny_run, capsys):
+    from vqvae_lib.checkpoint import save_checkpoint
+    from vqvae_lib.config import get_config
+    from vqvae_lib.model.vqvae import build_model
+    from vqvae_lib.prior.codes import file_hash
+    from vqvae_lib.prior.reuse import train_or_load_prior
+
+    ckpt, data, run_dir = tiny_run
+    kw = dict(device="cpu", verbose=False, prior_epochs=1, prior_channels=8, prior_layers=2)
+    first = train_or_load_prior(ckpt, data, **kw)
+    old_codes = first.codes["train"]["codes"]
+    torch.manual_seed(123)   # "retrain": other weights, same path
+    save_checkpoint(ckpt, model=build_model(get_config("smoke", image_size=32, kmeans_init=False)),
+                    cfg=get_config("smoke", image_size=32, kmeans_init=False))
+    again = train_or_load_prior(ckpt, data, retrain=False, **kw)
+    _, saved = load_prior(run_dir / "prior" / "best.pt")
+    assert saved["extra"]["vqvae_sha1"] == file_hash(ckpt), "the old prior was reused"
+    assert again.metrics["vqvae_sha1"] == file_hash(ckpt)
+    assert not torch.equal(again.codes["train"]["codes"], old_codes), "stale code cache"
+    reused = train_or_load_prior(ckpt, data, retrain=False, **kw)   # same content: reused
+    assert reused.metrics == again.metrics
+
+
+def test_a_saved_prior_keeps_its_own_architecture(tiny_run, monkeypatch):
+    from vqvae_lib import config
+    from vqvae_lib.prior.fit import train_prior
+    from vqvae_lib.prior.reuse import train_or_load_prior
+
+    ckpt, data, run_dir = tiny_run
+    train_prior(ckpt, data, device="cpu", verbose=False, prior_epochs=1, prior_kind="transformer",
+                prior_channels=8, prior_layers=1, prior_heads=2, prior_cond_bins=2)
+    # The preset changes afterwards: loading must not rebuild the prior from it.
+    monkeypatch.setitem(config.PRESETS, "smoke", {**config.PRESETS["smoke"], "prior_layers": 5,
+                                                  "prior_channels": 32, "prior_kind": "pixelcnn"})
+    prior, saved = load_prior(run_dir / "prior" / "best.pt")
+    assert isinstance(prior, CodeTransformer) and len(prior.blocks) == 1 and prior.n_classes == 2
+    assert saved["extra"]["prior_kind"] == "transformer"
+    run = train_or_load_prior(ckpt, data, retrain=False, verbose=False)
+    assert isinstance(run.prior, CodeTransformer) and run.cfg.prior_layers == 1
+
+
+def test_prior_outputs_are_written_atomically(tiny_run, monkeypatch):
+    """A crash while writing metrics.json leaves the previous file whole (temp file + rename)."""
+    import os
+
+    from vqvae_lib.prior.fit import train_prior
+
+    ckpt, data, run_dir = tiny_run
+    kw = dict(device="cpu", verbose=False, prior_epochs=1, prior_channels=8, prior_layers=2)
+    train_prior(ckpt, data, **kw)
+    before = (run_dir / "prior" / "metrics.json").read_text()
+    real_replace = os.replace
+
+    def failing_replace(src, dst):
+        if str(dst).endswith("metrics.json"):
+            raise OSError("disk full")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        train_prior(ckpt, data, **{**kw, "seed": 1})
+    assert (run_dir / "prior" / "metrics.json").read_text() == before
+    assert not list((run_dir / "prior").glob(".*.tmp")), "temporary files left behind"
+
+
+# ---- command-line errors: one line, exit status 2 --------------------------------------------
+def test_sample_with_a_missing_or_damaged_prior_exits_2_in_one_line(tmp_path, capsys):
+    from vqvae_lib.prior.cli import main
+
+    rc = main(["sample", "--prior", str(tmp_path / "nope.pt"), "--out-dir", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: No prior checkpoint") and err.count("\n") == 1
+    bad = tmp_path / "best.pt"
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    rc = main(["sample", "--prior", str(bad), "--out-dir", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "damaged" in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_python_m_prior_sample_reports_a_damaged_checkpoint_without_traceback(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from vqvae_lib.paths import repo_root
+
+    bad = tmp_path / "best.pt"
+    bad.write_bytes(b"\x00" * 100)
+    env = {**os.environ, "PYTHONPATH": str(repo_root()), "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "vqvae_lib.prior", "sample", "--prior", str(bad),
+                        "--out-dir", str(tmp_path / "o")], capture_output=True, text=True, env=env,
+                       timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr and r.stderr.strip().count("\n") == 0
+    assert str(bad) in r.stderr
+
+
+# ---- the live sampler widget ------------------------------------------------------------------
+def test_sampler_widget_draws_and_exposes_described_controls():
+    import ipywidgets as W
+
+    from vqvae_lib.config import get_config
+    from vqvae_lib.model.vqvae import build_model
+    from vqvae_lib.prior.widgets import Sampler
+
+    torch.manual_seed(0)
+    vqvae = build_model(get_config("smoke", image_size=32)).eval()   # 8x8 codes, K = 32
+    prior = GatedPixelCNN(32, 8, 2, n_classes=4, grid_size=(8, 8))
+    s = Sampler(prior, vqvae, n=4, temperature=0.9, seed=3)
+    described = {c.description for c in s.children[0].children}
+    assert {"temperature", "slice position", "seed", "sample"} <= described
+    assert "vqvae-prior-sampler" in s._dom_classes
+    assert isinstance(s.button, W.Button) and s.image.value[:4] == b"\x89PNG"
+    first = s.last["codes"].clone()
+    s.position.value = 2
+    s.seed.value = 4
+    s.button.click()
+    assert s.last["labels"].tolist() == [2, 2, 2, 2] and not torch.equal(first, s.last["codes"])
+    assert "4 slices" in s.status.value and s.figure() is not None
+    plain = Sampler(GatedPixelCNN(32, 8, 2, grid_size=(8, 8)), vqvae, n=2, draw_now=False)
+    assert "slice position" not in {c.description for c in plain.children[0].children}

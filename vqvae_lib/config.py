@@ -92,7 +92,12 @@ class Config:
     prior_lr: float = 3e-4
     prior_batch_size: int = 32
     prior_max_minutes: float = 0.0
+    prior_max_steps: int = 0       # >0: stop after this many optimiser steps (equal-budget comparisons)
     prior_cond_bins: int = 0       # >0: condition the prior on slice position (that many bins)
+    prior_kind: str = "pixelcnn"   # "pixelcnn" (gated PixelCNN) | "transformer" (causal, raster order)
+    prior_heads: int = 4           # attention heads (transformer prior)
+    prior_temperature: float = 1.0  # sampling temperature notebook 06 recommends for this preset
+    prior_samples: int = 64        # slices notebook 06 generates for the generation metrics
     # free-form notes carried into checkpoints
     extra: dict = field(default_factory=dict)
 
@@ -165,7 +170,9 @@ MODEL_FIELDS: tuple[str, ...] = (
 )
 """Fields that change the shape or meaning of the VQ-VAE's weights."""
 
-PRIOR_FIELDS: tuple[str, ...] = ("prior_channels", "prior_layers", "prior_cond_bins")
+PRIOR_FIELDS: tuple[str, ...] = (
+    "prior_kind", "prior_channels", "prior_layers", "prior_heads", "prior_cond_bins",
+)
 """Fields that change the shape or meaning of the prior's weights."""
 
 
@@ -224,7 +231,7 @@ _NON_NEGATIVE = ("max_train_images", "max_eval_images", "n_res_blocks", "beta", 
                  "seed", "num_threads", "prior_max_minutes", "prior_cond_bins", "ema_decay")
 _CHOICES = {"data_range": ("01", "pm1"), "norm": ("batch", "group", "none"),
             "out_activation": ("tanh", "sigmoid", "none"), "quantizer": ("loss", "ema", "fsq", "rvq"),
-            "scheduler": ("cosine", "step", "constant")}
+            "scheduler": ("cosine", "step", "constant"), "prior_kind": ("pixelcnn", "transformer")}
 
 
 def validate(cfg: Config) -> Config:
@@ -270,15 +277,17 @@ PRESETS: dict[str, dict[str, Any]] = {
         image_size=256, hidden_channels=128, res_channels=64, n_res_blocks=2, downsample=4,
         codebook_size=512, code_dim=64, quantizer="ema", kmeans_init=True,
         dead_code_steps=100, ssim_weight=0.5, batch_size=64, lr=2e-3, epochs=40, warmup_steps=200,
-        prior_channels=128, prior_layers=12, prior_epochs=40, prior_lr=1e-3,
+        prior_kind="pixelcnn", prior_channels=128, prior_layers=12, prior_epochs=40, prior_lr=1e-3,
+        prior_cond_bins=4, prior_batch_size=32, prior_samples=128,
     ),
     # Our recipe on a 2-core laptop CPU.
     "cpu": dict(
         image_size=128, hidden_channels=64, res_channels=32, n_res_blocks=2, downsample=4,
         codebook_size=512, code_dim=64, quantizer="ema", kmeans_init=True,
         dead_code_steps=100, ssim_weight=0.5, batch_size=16, lr=1.5e-3, epochs=30, max_minutes=5.0,
-        warmup_steps=100, prior_channels=64, prior_layers=8, prior_epochs=10,
-        prior_max_minutes=4.5, prior_lr=2e-3, prior_batch_size=16,
+        warmup_steps=100, prior_kind="pixelcnn", prior_channels=64, prior_layers=8, prior_epochs=10,
+        prior_max_minutes=3.0, prior_lr=2e-3, prior_batch_size=16, prior_cond_bins=4,
+        prior_temperature=1.0, prior_samples=64,
     ),
     # Seconds: tests and CI.
     "smoke": dict(

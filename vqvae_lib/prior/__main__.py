@@ -1,7 +1,7 @@
-"""``python -m vqvae_lib.prior train|sample ...``"""
+"""``python -m vqvae_lib.prior train|sample|score ...`` (see :mod:`vqvae_lib.prior.cli`)."""
 
 import sys
 
-from .fit import main
+from .cli import main
 
 sys.exit(main())

@@ -1,76 +1,23 @@
-"""Figures for the prior (notebook 06). Every function returns the figure and, given ``path``,
-also writes it there as a PNG."""
+"""Figures of notebook 06. Every function returns a matplotlib ``Figure`` and saves nothing;
+the notebook calls ``viz.show(fig, run_dir, "06_name")``. Image grids come from
+:func:`vqvae_lib.viz.image_grid` / :func:`vqvae_lib.viz.image_rows`.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from .model import GatedPixelCNN, plain_pixelcnn, receptive_field
+from ..common import TISSUE_COLORS, TISSUE_NAMES
+from ..viz import image_grid, show_image, to_images
+from .model import GatedPixelCNN
+from .receptive import plain_pixelcnn, receptive_field
 
-
-def _save(fig, path):
-    if path is not None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110, bbox_inches="tight")
-    return fig
-
-
-def _img(t) -> np.ndarray:
-    return t.detach().cpu().float().squeeze().numpy() if torch.is_tensor(t) else np.squeeze(t)
-
-
-def plot_image_grid(images, title: str | None = None, ncol: int = 8, labels=None, path=None):
-    """Images (N, 1, H, W) in [0, 1] in a grid of ``ncol`` columns."""
-    n = len(images)
-    nrow = int(np.ceil(n / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(1.5 * ncol, 1.5 * nrow + (0.4 if title else 0)),
-                             squeeze=False)
-    for k, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if k < n:
-            ax.imshow(_img(images[k]), cmap="gray", vmin=0, vmax=1)
-            if labels is not None:
-                ax.set_title(labels[k], fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return _save(fig, path)
-
-
-def plot_image_rows(rows, title: str | None = None, path=None):
-    """One row of images per ``(label, images (n, 1, H, W))`` pair, the label on the left."""
-    n = max(len(imgs) for _, imgs in rows)
-    fig, axes = plt.subplots(len(rows), n, figsize=(1.5 * n + 1.2, 1.55 * len(rows) + 0.4),
-                             squeeze=False)
-    for r, (label, imgs) in enumerate(rows):
-        for j in range(n):
-            ax = axes[r, j]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if j < len(imgs):
-                ax.imshow(_img(imgs[j]), cmap="gray", vmin=0, vmax=1)
-            else:
-                ax.axis("off")
-        axes[r, 0].set_ylabel(label, fontsize=9)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return _save(fig, path)
-
-
-def save_image_grid(images, path, title: str | None = None, ncol: int = 8):
-    """Write a grid of images to ``path`` (PNG) and close the figure."""
-    fig = plot_image_grid(images, title, ncol=min(ncol, len(images)), path=path)
-    plt.close(fig)
-    return Path(path)
-
+__all__ = ["receptive_field_map", "receptive_fields", "prior_training", "nll_bars",
+           "samples_and_neighbours", "generation_metrics", "tissue_fractions", "sampler_twin"]
 
 _RF_COLOURS = ListedColormap(["#eeeeee", "#c7c7c7", "#f28e2b", "#4e79a7", "#d62728"])
 _RF_LEGEND = [("later cells (must stay unseen)", 0), ("earlier, beyond this depth's reach", 1),
@@ -80,7 +27,15 @@ _RF_LEGEND = [("later cells (must stay unseen)", 0), ("earlier, beyond this dept
 
 def receptive_field_map(model, shape, cell, reach: int, channels=None) -> np.ndarray:
     """Label each input cell, from gradients: 0 later, 1 earlier but farther than ``reach``
-    rows/columns, 2 earlier and within reach but unseen (blind spot), 3 seen, 4 the cell. (h, w)"""
+    rows/columns, 2 earlier and within reach but unseen (blind spot), 3 seen, 4 the cell. (h, w)
+
+    Args:
+        model: a prior or a stack of masked convolutions.
+        shape: (h, w) of the probe grid.
+        cell: the predicted cell.
+        reach: rows/columns a network of this depth could reach.
+        channels: input channels (default: the model's embedding size).
+    """
     seen = receptive_field(model, shape, cell, channels).numpy() > 0
     h, w = shape
     rows, cols = np.mgrid[:h, :w]
@@ -91,20 +46,22 @@ def receptive_field_map(model, shape, cell, reach: int, channels=None) -> np.nda
     return out
 
 
-def plot_receptive_fields(shape=(9, 11), cell=(6, 5), n_layers: int = 4, path=None):
-    """Which earlier cells can influence the prediction at ``cell``, measured with gradients.
+def receptive_fields(shape=(9, 11), cell=(6, 5), n_layers: int = 4) -> Figure:
+    """Which earlier cells can influence the prediction at ``cell``, measured with gradients:
+    square masked convolutions (left, with a blind spot) vs the gated PixelCNN's two stacks.
 
-    Left: square 3x3 masked convolutions (type A then B) can in principle reach ``n_layers``
-    cells in every direction, but leave a blind spot up and to the right. Right: the gated
-    PixelCNN's vertical + horizontal stacks (same depth, 3x3) see every earlier cell within
-    reach -- and, like the left one, nothing at or after the cell itself.
+    Args:
+        shape: probe grid (h, w).
+        cell: the predicted cell.
+        n_layers: depth of both networks (3x3 kernels).
     """
     torch.manual_seed(0)
     maps = [("square masked convs (A, B, B, B)",
              receptive_field_map(plain_pixelcnn(8, n_layers), shape, cell, n_layers, 8)),
             ("gated PixelCNN: vertical + horizontal stacks",
              receptive_field_map(GatedPixelCNN(8, 8, n_layers, 3, 3), shape, cell, n_layers))]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 5.2))
+    fig = Figure(figsize=(10, 5.2))
+    axes = fig.subplots(1, 2)
     for ax, (title, m) in zip(axes, maps, strict=True):
         ax.imshow(m, cmap=_RF_COLOURS, vmin=0, vmax=4)
         ax.set_xticks(np.arange(-0.5, shape[1]), minor=True)
@@ -116,39 +73,48 @@ def plot_receptive_fields(shape=(9, 11), cell=(6, 5), n_layers: int = 4, path=No
     fig.legend(handles=[Patch(color=_RF_COLOURS(v), label=lab) for lab, v in _RF_LEGEND],
                loc="lower center", ncol=2, frameon=False, fontsize=9)
     fig.tight_layout(rect=(0, 0.14, 1, 1))
-    return _save(fig, path)
+    return fig
 
 
-def plot_prior_training(history: dict, metrics: dict | None = None, path=None):
-    """Training NLL (every few steps) and validation NLL (every epoch), in bits per latent cell,
-    with the unigram baseline dashed and the best checkpoint's test NLL as a star."""
-    fig, ax = plt.subplots(figsize=(7, 4))
-    tr = history["train"]
+def prior_training(history: dict, metrics: dict | None = None) -> Figure:
+    """Training NLL (every few steps) and validation NLL (every epoch) in bits per latent cell,
+    the unigram baseline dashed, the best checkpoint's test NLL as a star.
+
+    Args:
+        history: ``{"train": [{"step", "bits"}], "val": [{"step", "val_bits"}]}``.
+        metrics: the prior's ``metrics.json`` (optional).
+    """
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
+    tr, va = history["train"], history["val"]
     ax.plot([h["step"] for h in tr], [h["bits"] for h in tr], lw=1, label="train (running mean)")
-    va = history["val"]
     ax.plot([h["step"] for h in va], [h["val_bits"] for h in va], "o-", label="validation")
     if metrics:
-        where = ax.get_yaxis_transform()  # x in axes fraction, y in data units
-        for key, label, colour in (("unigram_test", "unigram baseline (code histogram), test", "tab:red"),):
-            ax.axhline(metrics[key], ls="--", c=colour, lw=1)
-            ax.text(0.01, metrics[key], label, transform=where, va="bottom", fontsize=8, color=colour)
+        ax.axhline(metrics["unigram_test"], ls="--", c="tab:red", lw=1)
+        ax.text(0.01, metrics["unigram_test"], "unigram baseline (code histogram), test",
+                transform=ax.get_yaxis_transform(), va="bottom", fontsize=8, color="tab:red")
         best = min(va, key=lambda h: h["val_bits"])
         ax.plot([best["step"]], [metrics["test_bits"]], "*", ms=12, c="tab:green",
                 label=f"test (best checkpoint): {metrics['test_bits']:.3f}")
     ax.set_xlabel("optimisation step")
     ax.set_ylabel("NLL (bits per latent cell)")
-    ax.set_title("PixelCNN prior: negative log-likelihood of code grids")
+    ax.set_title("Prior: negative log-likelihood of code grids")
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    return _save(fig, path)
+    return fig
 
 
-def plot_nll_bars(metrics: dict, path=None):
-    """Test NLL of the prior against the uniform and unigram baselines (bits per latent cell)."""
-    names = ["uniform\n(log2 K)", "unigram\n(train histogram)", "PixelCNN prior"]
+def nll_bars(metrics: dict) -> Figure:
+    """Test NLL of the prior against the uniform and unigram baselines (bits per latent cell).
+
+    Args:
+        metrics: the prior's ``metrics.json``.
+    """
+    names = ["uniform\n(log2 K)", "unigram\n(train histogram)", f"{metrics.get('prior_kind', 'prior')}\nprior"]
     vals = [metrics["uniform"], metrics["unigram_test"], metrics["test_bits"]]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     bars = ax.bar(names, vals, color=["#bbbbbb", "#f28e2b", "#4e79a7"])
     for b, v in zip(bars, vals, strict=True):
         ax.text(b.get_x() + b.get_width() / 2, v, f"{v:.2f}", ha="center", va="bottom")
@@ -156,41 +122,109 @@ def plot_nll_bars(metrics: dict, path=None):
     ax.set_title("How many bits does each code cost? (lower is better)")
     ax.set_ylim(0, max(vals) * 1.15)
     fig.tight_layout()
-    return _save(fig, path)
+    return fig
 
 
-def plot_samples_and_neighbours(samples, neighbours, mse, path=None, ncol_pairs: int = 4):
-    """Each generated slice beside its nearest training slice (pixel MSE), to show it is new."""
-    n = len(samples)
+def samples_and_neighbours(samples, neighbours, mse, ncol_pairs: int = 4) -> Figure:
+    """Each generated slice beside its nearest training slice (pixel MSE).
+
+    Args:
+        samples: (n, 1, H, W) generated slices.
+        neighbours: (n, 1, H, W) their nearest training slices.
+        mse: (n,) the distances.
+        ncol_pairs: pairs per row.
+    """
+    a, b = to_images(samples), to_images(neighbours)
+    n = len(a)
     nrow = int(np.ceil(n / ncol_pairs))
-    fig, axes = plt.subplots(nrow, 2 * ncol_pairs, figsize=(2.6 * ncol_pairs, 1.55 * nrow + 0.5),
-                             squeeze=False)
+    fig = Figure(figsize=(2.6 * ncol_pairs, 1.55 * nrow + 0.5))
+    axes = fig.subplots(nrow, 2 * ncol_pairs, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for k in range(n):
         r, c = divmod(k, ncol_pairs)
-        a, b = axes[r, 2 * c], axes[r, 2 * c + 1]
-        a.imshow(_img(samples[k]), cmap="gray", vmin=0, vmax=1)
-        b.imshow(_img(neighbours[k]), cmap="gray", vmin=0, vmax=1)
-        a.set_title(f"sample {k}", fontsize=8)
-        b.set_title(f"nearest, MSE {float(mse[k]):.3f}", fontsize=8)
+        show_image(axes[r, 2 * c], a[k], f"sample {k}")
+        show_image(axes[r, 2 * c + 1], b[k], f"nearest, MSE {float(mse[k]):.3f}")
     fig.suptitle("Generated slices (left of each pair) and their nearest training slice (right)")
     fig.tight_layout()
-    return _save(fig, path)
+    return fig
 
 
-def plot_temperature_grid(images, temperatures, path=None):
-    """Rows: temperatures; columns: samples. ``images`` is (T * n, 1, H, W), row-major."""
-    T = len(temperatures)
-    n = len(images) // T
-    fig, axes = plt.subplots(T, n, figsize=(1.5 * n + 0.8, 1.5 * T + 0.4), squeeze=False)
-    for t in range(T):
-        for j in range(n):
-            ax = axes[t, j]
-            ax.imshow(_img(images[t * n + j]), cmap="gray", vmin=0, vmax=1)
-            ax.set_xticks([])
-            ax.set_yticks([])
-        axes[t, 0].set_ylabel(f"T = {temperatures[t]:g}")
-    fig.suptitle("Sampling temperature: logits / T before the softmax")
+def generation_metrics(scores: dict) -> Figure:
+    """The generation metrics beside their floors (real test vs real training slices).
+
+    Left: 1-NN two-sample accuracies (0.5 = indistinguishable) and precision/recall. Right:
+    Wasserstein-1 distance of each tissue's per-slice fraction.
+
+    Args:
+        scores: from :func:`vqvae_lib.prior.scoring.score_images` (``generation.json``).
+    """
+    fig = Figure(figsize=(11, 3.8))
+    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.3, 1]})
+    keys = [("one_nn_shape", "1-NN acc.\nshape 32x32"), ("one_nn_intensity", "1-NN acc.\nintensity hist."),
+            ("precision", "precision\n(k = 3)"), ("recall", "recall\n(k = 3)")]
+    x = np.arange(len(keys))
+    left.bar(x - 0.2, [scores[k]["generated"] for k, _ in keys], 0.4, label="generated vs test",
+             color="#4e79a7")
+    left.bar(x + 0.2, [scores[k]["floor"] for k, _ in keys], 0.4, label="floor: train vs test",
+             color="#bbbbbb")
+    left.axhline(0.5, ls=":", c="k", lw=1)
+    left.set_xticks(x, [lab for _, lab in keys], fontsize=8)
+    left.set_ylim(0, 1.05)
+    left.legend(fontsize=8, loc="lower right")
+    left.set_title("two-sample tests (1-NN: 0.5 is ideal) and precision/recall (1 is ideal)",
+                   fontsize=9)
+    if "tissue_w1" in scores:
+        names = list(scores["tissue_w1"])
+        x = np.arange(len(names))
+        right.bar(x - 0.2, [scores["tissue_w1"][k]["generated"] for k in names], 0.4,
+                  color=[TISSUE_COLORS[TISSUE_NAMES.index(k)] for k in names], edgecolor="k",
+                  label="generated vs test")
+        right.bar(x + 0.2, [scores["tissue_w1"][k]["floor"] for k in names], 0.4, color="#bbbbbb",
+                  label="floor: train vs test")
+        right.set_xticks(x, names, fontsize=8)
+        right.legend(fontsize=8)
+        right.set_title("tissue fractions per slice: Wasserstein-1 (0 is ideal)", fontsize=9)
+    else:
+        right.axis("off")
     fig.tight_layout()
-    return _save(fig, path)
+    return fig
+
+
+def tissue_fractions(generated: np.ndarray, test: np.ndarray) -> Figure:
+    """Distributions of per-slice tissue fractions, generated vs test (one panel per tissue).
+
+    Args:
+        generated: (n, 4) fractions of generated slices.
+        test: (m, 4) fractions of test slices.
+    """
+    fig = Figure(figsize=(12, 2.8))
+    axes = fig.subplots(1, 4)
+    for t, ax in enumerate(axes):
+        bins = np.linspace(0, max(generated[:, t].max(), test[:, t].max()) + 1e-6, 20)
+        ax.hist(test[:, t], bins, alpha=0.5, color="#888888", label="test")
+        ax.hist(generated[:, t], bins, histtype="step", lw=2, color=TISSUE_COLORS[t],
+                label="generated")
+        ax.set_title(TISSUE_NAMES[t], fontsize=9)
+        ax.set_xlabel("fraction of the slice", fontsize=8)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def sampler_twin(images, labels=None, temperature: float = 1.0, seed: int = 0,
+                 label_names=None) -> Figure:
+    """The static twin of the live sampler: what one press of "sample" draws.
+
+    Args:
+        images: (n, 1, H, W) generated slices.
+        labels: (n,) slice-position classes, or None.
+        temperature: the temperature used.
+        seed: the seed used.
+        label_names: a name per class (titles).
+    """
+    titles = None
+    if labels is not None:
+        titles = [label_names[int(y)] if label_names else f"position {int(y)}" for y in labels]
+    return image_grid(images, ncol=min(len(images), 8), titles=titles,
+                      suptitle=f"sampler: temperature {temperature:g}, seed {seed}")

@@ -23,12 +23,12 @@ with PixelCNN Decoders"). Three ideas:
    cells, up and to the right, that no layer ever sees. A *vertical* stack sees all rows above
    (full width); a *horizontal* stack sees the current row to the left and receives the
    vertical stack's features. Together they cover every earlier cell
-   (see ``prior_plots.plot_receptive_fields``).
+   (see ``figures.receptive_fields``).
 3. **Gates.** Each layer computes ``tanh(W_f * x) * sigmoid(W_g * x)`` (like an LSTM gate),
    optionally with a class-dependent bias (here: position of the slice in the brain).
 
-Training the prior and the command line live in ``prior_training`` (``python -m
-vqvae_lib.prior train|sample``).
+Receptive fields and the square masked convolutions of the original PixelCNN live in
+``receptive``; the transformer alternative in ``transformer``; training in ``fit``.
 """
 
 from __future__ import annotations
@@ -39,6 +39,12 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from ..common import progress as progress_bar
+from .draw import draw_codes, sampling_temperatures
+
+__all__ = ["GatedPixelCNN", "GatedLayer", "VerticalConv", "HorizontalConv", "down_shift",
+           "right_shift", "gate"]
 
 
 def down_shift(x: torch.Tensor) -> torch.Tensor:
@@ -149,6 +155,10 @@ class GatedPixelCNN(nn.Module):
         # How far back (in rows / columns) the output can look; sampling crops to this window.
         self.reach = sum(k // 2 for k in kernels) + 1
 
+    def output_layer(self) -> nn.Module:
+        """The last layer (its bias is set to the code histogram before training)."""
+        return self.head[-1]
+
     # -- the two stacks ----------------------------------------------------------------
     def embed_codes(self, codes: torch.Tensor, row: int = 0, col: int = 0) -> torch.Tensor:
         """(B, h, w) codes -> (B, C, h, w), plus the position embedding of the window whose
@@ -211,12 +221,7 @@ class GatedPixelCNN(nn.Module):
         self._check_shape(shape)
         h, w = shape
         device = self.embed.weight.device
-        temps = torch.as_tensor(temperature, dtype=torch.float32, device=device).reshape(-1)
-        temps = temps.expand(n) if temps.numel() == 1 else temps
-        if temps.numel() != n:
-            raise ValueError(f"temperature has {temps.numel()} values for {n} samples")
-        greedy = temps <= 0  # (n,)
-        temps = temps.clamp_min(1e-6)[:, None]
+        temps, greedy = sampling_temperatures(temperature, n, device)  # (n, 1), (n,)
         y = None if y is None else torch.as_tensor(y, device=device).reshape(-1).expand(n)
         biases = self._biases(y)
         codes = torch.zeros(n, h, w, dtype=torch.long, device=device)
@@ -226,8 +231,7 @@ class GatedPixelCNN(nn.Module):
             torch.set_num_threads(1)  # save (and are ruinous when other jobs share the cores)
         rows = range(h)
         if progress:
-            from tqdm.auto import tqdm
-            rows = tqdm(rows, desc="sampling rows", leave=False)
+            rows = progress_bar(rows, desc="sampling rows", leave=False)
         try:
             for i in rows:
                 self._sample_row(codes, i, biases, temps, greedy, generator)
@@ -247,61 +251,4 @@ class GatedPixelCNN(nn.Module):
             e_h = right_shift(self.embed_codes(codes[:, i:i + 1, c0:j + 1], i, c0))  # (n, C, 1, cols)
             logits = self.horizontal_stack(e_h, [vh[..., c0:j + 1] for vh in v_to_h],
                                            biases)[:, :, 0, -1]  # (n, K)
-            pick = torch.multinomial(F.softmax(logits / temps, dim=-1), 1, generator=generator)
-            codes[:, i, j] = torch.where(greedy, logits.argmax(-1), pick[:, 0])
-
-def receptive_field(model: nn.Module, shape: tuple[int, int], cell: tuple[int, int],
-                    channels: int | None = None, n_probes: int = 8) -> torch.Tensor:
-    """Which input cells influence the output at ``cell``, measured with gradients. (h, w) float
-
-    Feeds ``n_probes`` random embedded grids, back-propagates the sum of the logits at ``cell`` and
-    returns the gradient magnitude at every input position, summed over probes and channels: 0
-    exactly where the output is blind to the input (several probes, so that one unlucky input
-    with all ReLUs off cannot hide a connection). Works for ``GatedPixelCNN`` and any module
-    mapping (B, C, h, w) -> (B, K, h, w).
-    """
-    h, w = shape
-    if channels is None:
-        channels = model.embed.embedding_dim
-    x = torch.randn(n_probes, channels, h, w, requires_grad=True)
-    fwd = model.forward_embedded if hasattr(model, "forward_embedded") else model
-    out = fwd(x)  # (n_probes, K, h, w)
-    out[:, :, cell[0], cell[1]].sum().backward()
-    return x.grad.abs().sum((0, 1))  # (h, w)
-
-
-class MaskedConv2d(nn.Conv2d):
-    """The *original* PixelCNN masked convolution (van den Oord et al. 2016, "Pixel Recurrent
-    Neural Networks"): a square kernel multiplied by a raster-order mask.
-
-    Type A zeroes the centre and everything after it; type B keeps the centre. Stacking these
-    leaves a blind spot; we keep it only to *show* the blind spot (``plain_pixelcnn``).
-    """
-
-    def __init__(self, mask_type: str, in_channels: int, out_channels: int, kernel_size: int):
-        super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
-        if mask_type not in ("A", "B"):
-            raise ValueError(f"mask_type must be 'A' or 'B', got {mask_type!r}")
-        k = kernel_size
-        mask = torch.ones(k, k)
-        mask[k // 2, k // 2 + (mask_type == "B"):] = 0  # current row: centre (A) and right of it
-        mask[k // 2 + 1:] = 0                            # all rows below
-        self.register_buffer("mask", mask[None, None])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding)
-
-
-def plain_pixelcnn(channels: int = 8, n_layers: int = 4, kernel_size: int = 3) -> nn.Sequential:
-    """A stack of square masked convolutions (A then B, B, ...): the blind-spot demonstration."""
-    layers: list[nn.Module] = [MaskedConv2d("A", channels, channels, kernel_size)]
-    for _ in range(n_layers - 1):
-        layers += [nn.ReLU(), MaskedConv2d("B", channels, channels, kernel_size)]
-    return nn.Sequential(*layers)
-
-
-def build_prior(cfg, n_classes: int = 0) -> GatedPixelCNN:
-    """The prior a ``Config`` asks for (``prior_channels``, ``prior_layers``, K = ``codebook_size``)."""
-    return GatedPixelCNN(cfg.codebook_size, channels=cfg.prior_channels,
-                         n_layers=cfg.prior_layers, n_classes=n_classes,
-                         grid_size=(cfg.latent_size, cfg.latent_size))
+            codes[:, i, j] = draw_codes(logits, temps, greedy, generator)

@@ -1,0 +1,155 @@
+"""Generation metrics on cases with a known answer, the segmenter, and the score command."""
+
+import numpy as np
+import pytest
+import torch
+
+from vqvae_lib.prior.generation import (
+    PCAFeatures,
+    generation_scores,
+    intensity_features,
+    one_nn_accuracy,
+    precision_recall,
+    shape_features,
+    tissue_w1,
+)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def heads(n: int, seed: int, size: int = 32) -> torch.Tensor:
+    """Toy 'slices': a bright ellipse (random size, position, contrast) with a dark inner
+    ellipse ('ventricle') on a black field. (n, 1, size, size) in [0, 1]."""
+    g = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size] / size
+    out = np.zeros((n, size, size), np.float32)
+    for i in range(n):
+        cy, cx = 0.5 + g.normal(0, 0.04, 2)
+        ry, rx = g.uniform(0.28, 0.42, 2)
+        head = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1
+        inner = ((yy - cy) / (ry * 0.35)) ** 2 + ((xx - cx) / (rx * 0.2)) ** 2 < 1
+        out[i] = head * g.uniform(0.55, 0.8) - inner * g.uniform(0.2, 0.35)
+    return torch.from_numpy(np.clip(out + g.normal(0, 0.02, out.shape), 0, 1))[:, None]
+
+
+def block_shuffle(images: torch.Tensor, block: int = 4, seed: int = 0) -> torch.Tensor:
+    """Shuffle each image's block x block patches, like a code grid with its cells permuted."""
+    n, _, H, W = images.shape
+    g = torch.Generator().manual_seed(seed)
+    p = images.reshape(n, H // block, block, W // block, block).permute(0, 1, 3, 2, 4)
+    p = p.reshape(n, -1, block, block)
+    p = torch.stack([x[torch.randperm(len(x), generator=g)] for x in p])
+    p = p.reshape(n, H // block, W // block, block, block).permute(0, 1, 3, 2, 4)
+    return p.reshape(n, 1, H, W)
+
+
+def test_one_nn_real_vs_real_is_about_one_half():
+    a, b = heads(64, 1), heads(64, 2)
+    for feat in (shape_features, intensity_features):
+        acc = one_nn_accuracy(feat(a), feat(b))
+        assert 0.3 <= acc <= 0.65, (feat.__name__, acc)
+
+
+def test_one_nn_real_vs_noise_is_one():
+    a = heads(64, 1)
+    noise = torch.rand(64, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert one_nn_accuracy(shape_features(a), shape_features(noise)) == 1.0
+    assert one_nn_accuracy(intensity_features(a), intensity_features(noise)) == 1.0
+
+
+def test_one_nn_real_vs_shuffled_grids_is_near_one_in_shape_space():
+    a, b = heads(64, 1), block_shuffle(heads(64, 2))
+    assert one_nn_accuracy(shape_features(a), shape_features(b)) >= 0.9
+    # Same pixels, other places: the intensity histogram cannot tell (that is why we use both).
+    assert one_nn_accuracy(intensity_features(a), intensity_features(b)) < 0.8
+
+
+def test_one_nn_is_leave_one_out():
+    """Identical sets: a point's nearest *other* point is its twin in the other set."""
+    a = heads(16, 3)
+    assert one_nn_accuracy(shape_features(a), shape_features(a.clone())) == 0.0
+
+
+def test_precision_recall_known_answers():
+    pca = PCAFeatures(heads(200, 9), n_components=16)
+    real, same = pca(heads(64, 1)), pca(heads(64, 2))
+    p, r = precision_recall(real, same, k=3)
+    assert p > 0.7 and r > 0.7
+    collapsed = pca(heads(1, 1).repeat(64, 1, 1, 1) + 0.001 * torch.rand(64, 1, 32, 32))
+    p, r = precision_recall(real, collapsed, k=3)   # one realistic mode: precise, no recall
+    assert p == 1.0 and r < 0.2
+    noise = pca(torch.rand(64, 1, 32, 32))
+    p, r = precision_recall(real, noise, k=3)
+    assert p < 0.1   # (a real outlier's wide ball may catch one noise image)
+
+
+def test_tissue_w1_is_zero_for_equal_sets_and_the_shift_for_shifted_ones():
+    g = np.random.default_rng(0)
+    a = g.dirichlet(np.ones(4), 100)
+    assert all(v == pytest.approx(0) for v in tissue_w1(a, a.copy()).values())
+    b = a.copy()
+    b[:, 2] += 0.1
+    w = tissue_w1(b, a)
+    assert w["grey matter"] == pytest.approx(0.1) and w["CSF"] == pytest.approx(0)
+
+
+def test_generation_scores_floor_and_memorisation():
+    train, test = heads(128, 5), heads(64, 6)
+    copies = train[:64] + 0.001   # a prior that replays training slices
+    s = generation_scores(copies, test, train, fractions=lambda x: np.tile([0.5, 0.1, 0.2, 0.2], (len(x), 1)), n=64)
+    assert s["n_generated"] == 64 and s["n_real"] == 64
+    assert s["one_nn_shape"]["floor"] < 0.7
+    m = s["memorisation"]
+    assert m["generated_median_rmse"] < 0.01 < m["test_median_rmse"]
+    assert m["share_closer_than_any_test"] == 1.0
+    assert set(s["tissue_w1"]) == {"background", "CSF", "grey matter", "white matter"}
+    noise = generation_scores(torch.rand(64, 1, 32, 32), test, train, n=64)
+    assert noise["one_nn_shape"]["generated"] == 1.0 and "tissue_w1" not in noise
+
+
+def test_segmenter_learns_tissue_from_intensity():
+    from vqvae_lib.prior.segmenter import segmenter_accuracy, train_segmenter
+
+    g = torch.Generator().manual_seed(0)
+    masks = torch.randint(0, 4, (40, 8, 8), generator=g).repeat_interleave(4, 1).repeat_interleave(4, 2)
+    images = masks.float()[:, None] / 3 * 0.8 + 0.03 * torch.randn(40, 1, 32, 32, generator=g)
+    model = train_segmenter(images[:30], masks[:30], steps=150, batch_size=8)
+    acc = segmenter_accuracy(model, images[30:], masks[30:])
+    assert acc["pixel_accuracy"] > 0.9
+    f = model.fractions(images[30:])
+    assert f.shape == (10, 4) and np.allclose(f.sum(1), 1)
+
+
+def test_score_command_on_a_folder_of_pngs(tmp_path, monkeypatch, capsys):
+    import json
+
+    from data_fixtures import make_oasis
+    from PIL import Image
+
+    import vqvae_lib.paths
+    from vqvae_lib.prior.cli import main
+
+    monkeypatch.setattr(vqvae_lib.paths, "default_cache_dir", lambda: tmp_path / "cache")
+    data = make_oasis(tmp_path / "data", slices=4, size=32)
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for i, img in enumerate(heads(6, 0)):
+        Image.fromarray((img[0].numpy() * 255).astype(np.uint8)).save(folder / f"sample_{i:03d}.png")
+    out = tmp_path / "scores.json"
+    rc = main(["score", str(folder), "--data-dir", str(data), "--size", "32", "-n", "6",
+               "--out", str(out), "--run-dir", str(tmp_path / "run")])
+    assert rc == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads(out.read_text())
+    for key in ("one_nn_shape", "one_nn_intensity", "precision", "recall", "tissue_w1", "memorisation"):
+        assert key in printed
+    assert 0 <= printed["one_nn_shape"]["generated"] <= 1
+    assert (tmp_path / "run" / "prior" / "segmenter.pt").is_file()
+    assert main(["score", str(tmp_path / "empty"), "--data-dir", str(data)]) == 2
+    assert "not a folder" in capsys.readouterr().err

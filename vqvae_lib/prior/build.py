@@ -1,0 +1,58 @@
+"""Which prior a config asks for, and rebuilding a saved prior from its own architecture.
+
+A prior checkpoint stores its kind and every architecture number (``hparams``), so loading it
+never consults a preset: a prior trained with 8 layers stays an 8-layer prior even after the preset
+changes. Only a **new** prior takes its settings from the config (``prior_kind``,
+``prior_channels``, ``prior_layers``, ``prior_heads``, ``prior_cond_bins``).
+"""
+
+from __future__ import annotations
+
+import torch.nn as nn
+
+from .model import GatedPixelCNN
+from .transformer import CodeTransformer
+
+__all__ = ["PRIOR_KINDS", "build_prior", "rebuild_prior", "prior_kind_of"]
+
+PRIOR_KINDS = {"pixelcnn": GatedPixelCNN, "transformer": CodeTransformer}
+"""``prior_kind`` -> class. Both share ``forward(codes, y)``, ``nll_bits``, ``sample``, ``hparams``."""
+
+
+def build_prior(cfg, n_classes: int = 0) -> nn.Module:
+    """A new, untrained prior as ``cfg`` describes it.
+
+    Args:
+        cfg: a :class:`~vqvae_lib.config.Config` (``prior_kind``, ``prior_channels``,
+            ``prior_layers``, ``prior_heads``, ``codebook_size``, ``latent_size``).
+        n_classes: slice-position classes (``prior_cond_bins``; 0 = unconditional).
+    """
+    grid = (cfg.latent_size, cfg.latent_size)
+    if cfg.prior_kind == "pixelcnn":
+        return GatedPixelCNN(cfg.codebook_size, channels=cfg.prior_channels,
+                             n_layers=cfg.prior_layers, n_classes=n_classes, grid_size=grid)
+    if cfg.prior_kind == "transformer":
+        return CodeTransformer(cfg.codebook_size, channels=cfg.prior_channels,
+                               n_layers=cfg.prior_layers, heads=cfg.prior_heads,
+                               n_classes=n_classes, grid_size=grid)
+    raise ValueError(f"Unknown prior_kind {cfg.prior_kind!r}; choose one of {sorted(PRIOR_KINDS)}")
+
+
+def rebuild_prior(kind: str, hparams: dict) -> nn.Module:
+    """The prior a checkpoint describes (``extra["prior_kind"]``, ``extra["hparams"]``).
+
+    Args:
+        kind: ``"pixelcnn"`` or ``"transformer"``.
+        hparams: the constructor arguments saved with the weights.
+    """
+    if kind not in PRIOR_KINDS:
+        raise ValueError(f"Unknown prior kind {kind!r}; this version knows {sorted(PRIOR_KINDS)}")
+    return PRIOR_KINDS[kind](**hparams)
+
+
+def prior_kind_of(prior: nn.Module) -> str:
+    """``"pixelcnn"`` or ``"transformer"`` for a prior instance."""
+    for kind, cls in PRIOR_KINDS.items():
+        if isinstance(prior, cls):
+            return kind
+    raise TypeError(f"{type(prior).__name__} is not a known prior")

@@ -1,0 +1,116 @@
+"""The prior's training data: every slice of a split encoded once by the frozen VQ-VAE.
+
+Grids are cached in ``<run_dir>/prior/codes_<split>.pt`` under a key made of the VQ-VAE
+checkpoint's **content hash** (not its path: a VQ-VAE retrained at the same path gets new codes),
+the data folder, the cap on images and the image size. The cache is written atomically.
+Slice positions become conditioning classes with :func:`slice_bins`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..common import SPLITS, atomic_write, evenly_spaced
+from ..config import Config
+from ..data.slices import load_split, resolve_data_dir
+from ..model.inference import encode
+
+__all__ = ["file_hash", "split_codes", "all_codes", "slice_bins", "condition_labels"]
+
+
+def file_hash(path) -> str:
+    """SHA-1 of a file's bytes (first 16 hex digits): what a checkpoint *is*, not where it is.
+
+    Args:
+        path: the file.
+    """
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def split_codes(vqvae, checkpoint, cfg: Config, split: str, data_dir=None, run_dir=None,
+                device="cpu", refresh: bool = False) -> dict:
+    """The code grids of one split, cached per checkpoint content.
+
+    Args:
+        vqvae: the trained VQ-VAE (frozen).
+        checkpoint: its file (hashed for the cache key).
+        cfg: its config (``image_size``, ``max_train_images``, ``max_eval_images``).
+        split: ``"train"``, ``"validate"`` or ``"test"``.
+        data_dir: data folder (default: the usual resolution order).
+        run_dir: where ``prior/codes_<split>.pt`` lives (None: no cache).
+        device: where to encode.
+        refresh: re-encode even if the cache matches.
+
+    Returns:
+        ``{"codes": (N, h, w) long, "slice_index": (N,) long}``.
+    """
+    limit = cfg.max_train_images if split == "train" else cfg.max_eval_images
+    cache = Path(run_dir) / "prior" / f"codes_{split}.pt" if run_dir else None
+    key = f"{file_hash(checkpoint)}:{resolve_data_dir(data_dir)[0]}:{limit}:{cfg.image_size}"
+    if cache is not None and cache.is_file() and not refresh:
+        try:
+            blob = torch.load(cache, weights_only=True)
+        except Exception:  # a damaged cache is only a cache: rebuild it
+            blob = {}
+        if blob.get("key") == key:
+            return {"codes": blob["codes"].long(), "slice_index": blob["slice_index"].long()}
+    slices = load_split(split, data_dir, size=cfg.image_size, masks=False, verbose=False)
+    keep = evenly_spaced(len(slices.images), limit)
+    images = slices.tensors()[torch.as_tensor(keep)]                         # (N, 1, H, W)
+    codes = encode(vqvae, images, device=device)                             # (N, h, w)
+    index = torch.as_tensor(np.asarray(slices.slice_index)[keep], dtype=torch.long)
+    if cache is not None:
+        buf = io.BytesIO()
+        torch.save({"key": key, "codes": codes.to(torch.int16), "slice_index": index}, buf)
+        atomic_write(cache, lambda f: f.write(buf.getvalue()))
+    return {"codes": codes, "slice_index": index}
+
+
+def all_codes(vqvae, checkpoint, cfg: Config, data_dir=None, run_dir=None, device="cpu") -> dict:
+    """:func:`split_codes` for the three splits -> ``{split: {"codes", "slice_index"}}``.
+
+    Args:
+        vqvae: the trained VQ-VAE.
+        checkpoint: its file.
+        cfg: its config.
+        data_dir: data folder.
+        run_dir: cache folder's parent.
+        device: where to encode.
+    """
+    return {s: split_codes(vqvae, checkpoint, cfg, s, data_dir, run_dir, device) for s in SPLITS}
+
+
+def slice_bins(slice_index: torch.Tensor, bins: int, lo: int, hi: int) -> torch.Tensor:
+    """Position of each slice in the brain as one of ``bins`` classes (conditioning labels).
+
+    Args:
+        slice_index: (N,) slice numbers.
+        bins: number of classes.
+        lo: the lowest slice number of the training split.
+        hi: the highest.
+    """
+    frac = (slice_index.float() - lo) / max(hi - lo + 1, 1)
+    return (frac * bins).long().clamp(0, bins - 1)
+
+
+def condition_labels(codes: dict, bins: int) -> tuple[dict, dict]:
+    """Conditioning labels per split and the spec a checkpoint stores (``{"bins", "lo", "hi"}``).
+
+    Args:
+        codes: ``{split: {"codes", "slice_index"}}`` with at least ``"train"``.
+        bins: ``prior_cond_bins`` (0: every label is None).
+    """
+    index = codes["train"]["slice_index"]
+    lo, hi = int(index.min()), int(index.max())
+    labels = {s: slice_bins(c["slice_index"], bins, lo, hi) if bins else None
+              for s, c in codes.items()}
+    return labels, {"bins": bins, "lo": lo, "hi": hi}

@@ -1,0 +1,115 @@
+"""Score any set of slices against the real data: the glue between files, splits, the tissue
+segmenter and :func:`vqvae_lib.prior.generation.generation_scores`.
+
+Used by notebook 06 (which writes ``runs/<preset>/prior/generation.json``) and by
+``python -m vqvae_lib.prior score DIR`` (any folder of PNG slices).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..common import atomic_write_text
+from ..data.files import read_image
+from ..data.slices import load_split, resolve_data_dir
+from ..errors import DataError
+from .fit import json_dumps
+from .generation import generation_scores
+from .segmenter import load_or_train_segmenter
+
+__all__ = ["RealSlices", "load_real", "read_folder", "score_images", "write_generation_json"]
+
+
+class RealSlices:
+    """The training and test slices (with masks) at one size, and the fitted segmenter.
+
+    Args:
+        data_dir: data folder (default: the usual resolution order).
+        size: image side the slices are resized to.
+        cache: where the segmenter is cached (e.g. ``runs/<preset>/prior/segmenter.pt``), or None.
+        verbose: print the segmenter's accuracy when it is trained.
+    """
+
+    def __init__(self, data_dir=None, size: int = 128, cache=None, verbose: bool = True,
+                 segmenter_steps: int = 300):
+        sets = {s: load_split(s, data_dir, size=size, masks=True, verbose=False)
+                for s in ("train", "test")}
+        for s, d in sets.items():
+            if d.masks is None:
+                raise DataError(f"the {s} split of {d.root} has no tissue masks; the generation "
+                                f"metrics need them (keras_png_slices_seg_{s}/).")
+        self.size = size
+        self.train, self.test = sets["train"].tensors(), sets["test"].tensors()
+        self.train_masks = sets["train"].mask_tensors()
+        self.test_masks = sets["test"].mask_tensors()
+        key = f"{resolve_data_dir(data_dir)[0]}:{size}:{len(self.train)}"
+        self.segmenter, self.segmenter_accuracy = load_or_train_segmenter(
+            cache, self.train, self.train_masks, self.test, self.test_masks, key,
+            steps=segmenter_steps, verbose=verbose)
+
+    def fractions(self, images) -> np.ndarray:
+        """Per-slice tissue fractions (N, 4) from the segmenter."""
+        return self.segmenter.fractions(images)
+
+
+def load_real(data_dir=None, size: int = 128, run_dir=None, verbose: bool = True) -> RealSlices:
+    """:class:`RealSlices`, the segmenter cached under ``<run_dir>/prior/`` when given.
+
+    Args:
+        data_dir: data folder.
+        size: image side.
+        run_dir: run folder for the segmenter cache (None: fitted in memory, not saved).
+        verbose: print the segmenter's accuracy.
+    """
+    cache = Path(run_dir) / "prior" / "segmenter.pt" if run_dir else None
+    return RealSlices(data_dir, size, cache, verbose)
+
+
+def read_folder(folder, size: int) -> torch.Tensor:
+    """Every ``*.png`` of ``folder`` (sorted) as (N, 1, size, size) float in [0, 1].
+
+    Args:
+        folder: a folder of grey (or RGB, converted) PNG slices.
+        size: side to resize to.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder} is not a folder. Pass the folder that "
+                        f"`python -m vqvae_lib.prior sample --out-dir` wrote.")
+    paths = sorted(folder.glob("*.png"))
+    if not paths:
+        raise DataError(f"{folder} holds no .png files to score. Write samples there first "
+                        f"(`python -m vqvae_lib.prior sample --out-dir {folder}`).")
+    arr = np.stack([read_image(p, size) for p in paths])
+    return torch.from_numpy(arr).float().div(255)[:, None]
+
+
+def score_images(images, real: RealSlices, n: int = 64) -> dict:
+    """Generation metrics of ``images`` against ``real``, with floors and segmenter accuracy.
+
+    Args:
+        images: (N, 1, H, W) slices in [0, 1] at ``real.size``.
+        real: the real slices and segmenter.
+        n: slices per side.
+    """
+    if images.shape[-1] != real.size:
+        raise ValueError(f"images are {images.shape[-1]} px, the real slices {real.size} px")
+    if len(images) < n:
+        n = len(images)
+    scores = generation_scores(images, real.test, real.train, real.fractions, n=n)
+    scores["segmenter_test_accuracy"] = real.segmenter_accuracy
+    return scores
+
+
+def write_generation_json(path, scores: dict, **context) -> Path:
+    """Write scores (plus context such as prior kind and temperature) atomically as JSON.
+
+    Args:
+        path: usually ``runs/<preset>/prior/generation.json``.
+        scores: from :func:`score_images`.
+        **context: extra keys stored beside the scores.
+    """
+    return atomic_write_text(path, json_dumps({**context, **scores}))
