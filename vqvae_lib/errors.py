@@ -118,8 +118,7 @@ def cli(main):
         except USER_ERRORS as err:
             if debug_enabled():
                 raise
-            print(f"error: {user_message(err)}", file=sys.stderr)
-            print("(run again with --debug or VQVAE_DEBUG=1 for the full traceback)", file=sys.stderr)
+            print(f"error: {user_message(err)} [--debug shows the traceback]", file=sys.stderr)
             return 2
         finally:
             if debug_flag and before is None:
