@@ -46,3 +46,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     line = getattr(config, "_browser_skip_line", None)
     if line:
         terminalreporter.write_line(line, yellow=True, bold=True)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models run faster on one thread than with hand-offs between cores."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

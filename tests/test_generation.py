@@ -14,13 +14,7 @@ from vqvae_lib.prior.generation import (
     tissue_w1,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one thread
 
 
 def heads(n: int, seed: int, size: int = 32) -> torch.Tensor:

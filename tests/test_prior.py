@@ -15,16 +15,9 @@ from vqvae_lib.prior.receptive import MaskedConv2d, plain_pixelcnn, receptive_fi
 from vqvae_lib.prior.store import load_prior
 from vqvae_lib.prior.transformer import CodeTransformer
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one thread
+
 SHAPE = (6, 7)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These models are tiny: one thread avoids hand-off overhead on small, shared CPUs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 CELLS = [(0, 0), (0, 1), (0, 6), (1, 0), (1, 6), (3, 3), (5, 0), (5, 6)]
@@ -128,21 +121,25 @@ def _stripes(n: int, K: int, shape=(8, 8)) -> torch.Tensor:
     return ((start + rows) % K).expand(n, *shape).clone()
 
 
-def test_nll_decreases_with_training_and_beats_uniform():
-    torch.manual_seed(0)
-    K = 8
-    data = _stripes(32, K)
-    model = GatedPixelCNN(num_codes=K, channels=16, n_layers=2)
+def _fit_nll(model, data, steps: int) -> tuple[float, float]:
+    """Mean bits per cell before and after ``steps`` Adam steps on ``data``."""
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     with torch.no_grad():
         before = float(model.nll_bits(data).mean())
-    for _ in range(40):
+    for _ in range(steps):
         loss = model.nll_bits(data).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
     with torch.no_grad():
-        after = float(model.nll_bits(data).mean())
+        return before, float(model.nll_bits(data).mean())
+
+
+def test_nll_decreases_with_training_and_beats_uniform():
+    torch.manual_seed(0)
+    K = 8
+    data = _stripes(32, K)
+    before, after = _fit_nll(GatedPixelCNN(num_codes=K, channels=16, n_layers=2), data, 40)
     assert after < 0.5 * before
     assert after < math.log2(K) * 0.5  # the grids are nearly deterministic given the first cell
 
@@ -318,20 +315,10 @@ def test_transformer_learns_structured_grids():
     K = 8
     data = _stripes(32, K)
     model = CodeTransformer(num_codes=K, channels=16, n_layers=2, heads=2, grid_size=(8, 8))
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    with torch.no_grad():
-        before = float(model.nll_bits(data).mean())
-    for _ in range(60):
-        loss = model.nll_bits(data).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        after = float(model.nll_bits(data).mean())
+    before, after = _fit_nll(model, data, 60)
     assert after < 0.5 * before and after < math.log2(K) * 0.5
 
 
-# ---- slips: reuse keyed on content, architecture from the checkpoint ------------------------
 def test_a_vqvae_retrained_at_the_same_path_gets_a_new_prior(tiny_run, capsys):
     from vqvae_lib.checkpoint import save_checkpoint
     from vqvae_lib.config import get_config

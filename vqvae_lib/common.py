@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from tqdm.auto import tqdm
 
 __all__ = [
     "SPLITS", "TISSUE_NAMES", "TISSUE_COLORS", "MASK_VALUES", "evenly_spaced", "atomic_write",
-    "atomic_write_text", "quiet", "progress", "remove_stale_temporaries",
+    "atomic_write_text", "quiet", "progress", "remove_stale_temporaries", "publish_folder",
 ]
 
 SPLITS = ("train", "validate", "test")
@@ -113,3 +114,22 @@ def atomic_write(path: str | os.PathLike, write, mode: str = "wb") -> Path:
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """:func:`atomic_write` for a string (UTF-8)."""
     return atomic_write(path, lambda f: f.write(text), mode="w")
+
+
+def publish_folder(tmp: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Put a completely written folder ``tmp`` in the place of ``out`` (a data set, say).
+
+    The folder is built under a temporary name beside ``out`` and only renamed when complete, so
+    an interrupted run never leaves a half-written ``out``; an older ``out`` is removed just
+    before the rename.
+
+    Args:
+        tmp: the finished folder.
+        out: where it should live.
+    """
+    out = Path(out)
+    if out.exists():
+        shutil.rmtree(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, out)
+    return out

@@ -31,7 +31,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from ..common import progress, quiet
+from ..common import progress, publish_folder, quiet
 from ..errors import DataError
 from ..paths import repo_root
 from .anatomy import load_template
@@ -161,10 +161,7 @@ def convert(src, out, size: int = 256, n_slices: int = N_SLICES, z_range=Z_RANGE
             "seconds": round(time.perf_counter() - t0, 1),
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        if out.exists():
-            shutil.rmtree(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, out)
+        publish_folder(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if verbose:

@@ -49,7 +49,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from ..common import SPLITS, progress, quiet
+from ..common import SPLITS, progress, publish_folder, quiet
 from ..errors import DataError, cli
 from ..paths import data_root
 from .anatomy import IMAGE_SIZE, Z_RANGE_MM, load_template, make_subject
@@ -166,9 +166,7 @@ def generate(out: str | os.PathLike | None = None, subjects: int = 100, slices: 
             "splits": splits,
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        publish_folder(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if verbose:

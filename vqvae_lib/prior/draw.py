@@ -1,12 +1,14 @@
-"""Drawing codes from logits, shared by every prior's sampler: temperature per sample, greedy
-rows (temperature 0), reproducible with a ``torch.Generator``."""
+"""Drawing codes from logits and scoring grids, shared by every prior: temperature per sample,
+greedy rows (temperature 0), reproducible with a ``torch.Generator``; bits per cell."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["sampling_temperatures", "draw_codes"]
+__all__ = ["sampling_temperatures", "draw_codes", "nll_bits"]
 
 
 def sampling_temperatures(temperature, n: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -37,3 +39,17 @@ def draw_codes(logits: torch.Tensor, temps: torch.Tensor, greedy: torch.Tensor,
     """
     pick = torch.multinomial(F.softmax(logits.float() / temps, dim=-1), 1, generator=generator)
     return torch.where(greedy, logits.argmax(-1), pick[:, 0])
+
+
+def nll_bits(logits: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """Negative log-likelihood of each grid in bits per latent cell, shared by every prior.
+
+    Args:
+        logits: (B, K, h, w) from a prior's forward pass.
+        codes: (B, h, w) the grids being scored.
+
+    Returns:
+        (B,) bits per cell: the cross-entropy in nats divided by ln 2.
+    """
+    nats = F.cross_entropy(logits, codes, reduction="none")                  # (B, h, w)
+    return nats.flatten(1).mean(1) / math.log(2)

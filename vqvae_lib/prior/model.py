@@ -33,7 +33,6 @@ Receptive fields and the square masked convolutions of the original PixelCNN liv
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -41,7 +40,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..common import progress as progress_bar
-from .draw import draw_codes, sampling_temperatures
+from .draw import draw_codes, nll_bits, sampling_temperatures
 
 __all__ = ["GatedPixelCNN", "GatedLayer", "VerticalConv", "HorizontalConv", "down_shift",
            "right_shift", "gate"]
@@ -204,8 +203,7 @@ class GatedPixelCNN(nn.Module):
     # -- likelihood and sampling -------------------------------------------------------
     def nll_bits(self, codes: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Negative log-likelihood of each grid in bits per latent cell. (B,)"""
-        nats = F.cross_entropy(self(codes, y), codes, reduction="none")  # (B, h, w)
-        return nats.flatten(1).mean(1) / math.log(2)
+        return nll_bits(self(codes, y), codes)
 
     @torch.no_grad()
     def sample(self, n: int, shape: tuple[int, int], temperature: float | Sequence[float] = 1.0,

@@ -16,7 +16,6 @@ only on cells before t: the causal mask does the rest. Same API as ``GatedPixelC
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -24,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..common import progress as progress_bar
-from .draw import draw_codes, sampling_temperatures
+from .draw import draw_codes, nll_bits, sampling_temperatures
 
 __all__ = ["CodeTransformer", "Block"]
 
@@ -119,8 +118,7 @@ class CodeTransformer(nn.Module):
 
     def nll_bits(self, codes: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Negative log-likelihood of each grid in bits per latent cell. (B,)"""
-        nats = F.cross_entropy(self(codes, y), codes, reduction="none")    # (B, h, w)
-        return nats.flatten(1).mean(1) / math.log(2)
+        return nll_bits(self(codes, y), codes)
 
     @torch.no_grad()
     def sample(self, n: int, shape: tuple[int, int], temperature: float | Sequence[float] = 1.0,
