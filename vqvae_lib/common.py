@@ -8,6 +8,7 @@ means or what colour white matter has.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -17,7 +18,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 __all__ = [
-    "SPLITS", "TISSUE_NAMES", "TISSUE_COLORS", "MASK_VALUES", "evenly_spaced", "atomic_write",
+    "SPLITS", "TISSUE_NAMES", "TISSUE_COLORS", "MASK_VALUES", "MASK_LEGEND", "evenly_spaced", "atomic_write",
     "atomic_write_text", "quiet", "progress", "remove_stale_temporaries", "publish_folder",
 ]
 
@@ -33,6 +34,9 @@ matter, yellow white matter (readable as bars and as an overlay on a grey slice)
 
 MASK_VALUES = (0, 85, 170, 255)
 """The grey values of the tissue labels in the course's mask PNGs."""
+
+MASK_LEGEND = {str(v): name for v, name in zip(MASK_VALUES, TISSUE_NAMES, strict=True)}
+"""What each mask value means, as data sets' manifests write it: {"0": "background", ...}."""
 
 
 def evenly_spaced(n_total: int, n: int | None) -> np.ndarray:
@@ -116,7 +120,8 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda f: f.write(text), mode="w")
 
 
-def publish_folder(tmp: str | os.PathLike, out: str | os.PathLike) -> Path:
+def publish_folder(tmp: str | os.PathLike, out: str | os.PathLike, manifest_name: str = "",
+                   manifest: dict | None = None) -> Path:
     """Put a completely written folder ``tmp`` in the place of ``out`` (a data set, say).
 
     The folder is built under a temporary name beside ``out`` and only renamed when complete, so
@@ -126,7 +131,11 @@ def publish_folder(tmp: str | os.PathLike, out: str | os.PathLike) -> Path:
     Args:
         tmp: the finished folder.
         out: where it should live.
+        manifest_name: a JSON file written into ``tmp`` last, saying what the folder holds.
+        manifest: its content.
     """
+    if manifest_name:
+        (Path(tmp) / manifest_name).write_text(json.dumps(manifest, indent=1))
     out = Path(out)
     if out.exists():
         shutil.rmtree(out)

@@ -22,7 +22,6 @@ when complete. A bad input stops with one line naming the file and the fix (exit
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import os
 import shutil
@@ -31,7 +30,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from ..common import progress, publish_folder, quiet
+from ..common import MASK_LEGEND, progress, publish_folder, quiet
 from ..errors import DataError
 from ..paths import repo_root
 from .anatomy import load_template
@@ -155,13 +154,11 @@ def convert(src, out, size: int = 256, n_slices: int = N_SLICES, z_range=Z_RANGE
                            "head at the left, as in OASIS)",
             "intensity_rule": "255 * (v - lo) / (hi - lo), clipped; hi = 99.5th percentile inside "
                               "the head, lo = 0 (0.5th percentile if negative values)",
-            "mask_values": {"0": "background", "85": "CSF", "170": "grey matter",
-                            "255": "white matter"} if masks else None,
+            "mask_values": MASK_LEGEND if masks else None,
             "split_seed": split_seed, "splits": splits, "subjects": entries,
             "seconds": round(time.perf_counter() - t0, 1),
         }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        publish_folder(tmp, out)
+        publish_folder(tmp, out, MANIFEST, manifest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if verbose:

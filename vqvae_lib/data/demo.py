@@ -49,7 +49,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from ..common import SPLITS, progress, publish_folder, quiet
+from ..common import MASK_LEGEND, SPLITS, progress, publish_folder, quiet
 from ..errors import DataError, cli
 from ..paths import data_root
 from .anatomy import IMAGE_SIZE, Z_RANGE_MM, load_template, make_subject
@@ -160,19 +160,16 @@ def generate(out: str | os.PathLike | None = None, subjects: int = 100, slices: 
                          "bias field and noise",
             "generator": "vqvae_lib.demo", "version": GENERATOR_VERSION, "seed": seed,
             "subjects": subjects, "slices_per_subject": slices, "image_size": IMAGE_SIZE,
-            "z_range_mm": list(Z_RANGE_MM), "mask_values": {"0": "background", "85": "CSF",
-                                                             "170": "grey matter",
-                                                             "255": "white matter"},
+            "z_range_mm": list(Z_RANGE_MM), "mask_values": MASK_LEGEND,
             "splits": splits,
         }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        publish_folder(tmp, out)
+        publish_folder(tmp, out, MANIFEST, manifest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if verbose:
-        n = {k: len(v) for k, v in splits.items()}
-        print(f"demo: wrote {subjects * slices} slices ({n['train']}/{n['validate']}/{n['test']} "
-              f"subjects train/validate/test) in {time.perf_counter() - t0:.0f} s")
+        per_split = "/".join(str(len(splits[name])) for name in SPLITS)
+        print(f"demo: wrote {subjects * slices} slices ({per_split} subjects train/validate/test) "
+              f"in {time.perf_counter() - t0:.0f} s")
     return out
 
 

@@ -7,8 +7,9 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-__all__ = ["sampling_temperatures", "draw_codes", "nll_bits"]
+__all__ = ["CodePrior", "sampling_temperatures", "draw_codes", "nll_bits"]
 
 
 def sampling_temperatures(temperature, n: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,3 +54,12 @@ def nll_bits(logits: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
     """
     nats = F.cross_entropy(logits, codes, reduction="none")                  # (B, h, w)
     return nats.flatten(1).mean(1) / math.log(2)
+
+
+class CodePrior(nn.Module):
+    """What every prior over code grids shares: ``forward(codes, y) -> logits (B, K, h, w)`` is
+    the subclass's; the likelihood in bits per cell follows from it."""
+
+    def nll_bits(self, codes: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Negative log-likelihood of each grid in bits per latent cell. (B,)"""
+        return nll_bits(self(codes, y), codes)

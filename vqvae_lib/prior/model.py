@@ -40,7 +40,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..common import progress as progress_bar
-from .draw import draw_codes, nll_bits, sampling_temperatures
+from .draw import CodePrior, draw_codes, sampling_temperatures
 
 __all__ = ["GatedPixelCNN", "GatedLayer", "VerticalConv", "HorizontalConv", "down_shift",
            "right_shift", "gate"]
@@ -122,7 +122,7 @@ class GatedLayer(nn.Module):
         return h + self.h_out(gate(self.h_conv(h) + v_to_h + bias))  # (B, C, h, w)
 
 
-class GatedPixelCNN(nn.Module):
+class GatedPixelCNN(CodePrior):
     """Autoregressive model of ``(B, h, w)`` code grids with ``num_codes`` classes per cell.
 
     ``forward(codes, y=None)`` returns logits ``(B, K, h, w)``: the logits at (i, j) depend only
@@ -201,10 +201,6 @@ class GatedPixelCNN(nn.Module):
         return self.forward_embedded(self.embed_codes(codes), y)  # (B, K, h, w)
 
     # -- likelihood and sampling -------------------------------------------------------
-    def nll_bits(self, codes: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Negative log-likelihood of each grid in bits per latent cell. (B,)"""
-        return nll_bits(self(codes, y), codes)
-
     @torch.no_grad()
     def sample(self, n: int, shape: tuple[int, int], temperature: float | Sequence[float] = 1.0,
                y: torch.Tensor | None = None, generator: torch.Generator | None = None,

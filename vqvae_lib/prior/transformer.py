@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..common import progress as progress_bar
-from .draw import draw_codes, nll_bits, sampling_temperatures
+from .draw import CodePrior, draw_codes, sampling_temperatures
 
 __all__ = ["CodeTransformer", "Block"]
 
@@ -59,7 +59,7 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
-class CodeTransformer(nn.Module):
+class CodeTransformer(CodePrior):
     """Causal transformer prior over ``(B, h, w)`` code grids with ``num_codes`` classes per cell.
 
     Args:
@@ -115,10 +115,6 @@ class CodeTransformer(nn.Module):
             raise ValueError(f"this prior was built for {self.grid_size} code grids (it has a "
                              f"position embedding), got {tuple(codes.shape[1:])}")
         return self.forward_embedded(self.embed(codes).permute(0, 3, 1, 2), y)
-
-    def nll_bits(self, codes: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Negative log-likelihood of each grid in bits per latent cell. (B,)"""
-        return nll_bits(self(codes, y), codes)
 
     @torch.no_grad()
     def sample(self, n: int, shape: tuple[int, int], temperature: float | Sequence[float] = 1.0,
