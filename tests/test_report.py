@@ -161,3 +161,27 @@ def test_report_reads_offline_in_chromium(fake_run):
         finally:
             browser.close()
     assert not blocked, f"the report asked the network for {blocked}"
+
+
+def test_every_benchmark_json_of_the_repository_gets_a_section(tmp_path):
+    """The benchmarks differ in shape (machine as a dict or a sentence, results as a dict or a
+    list): the report must summarise each of them, not stop at the first odd one."""
+    from vqvae_lib.paths import repo_root
+
+    bench = repo_root() / "benchmarks"
+    sections = R.key_numbers(tmp_path, bench)
+    names = {s.title for s in sections}
+    for path in bench.glob("*.json"):
+        assert f"Benchmark {path.stem}" in names
+    assert all(s.rows for s in sections if s.title.startswith("Benchmark"))
+
+
+def test_generation_metrics_are_reported_beside_their_floors(tmp_path):
+    (tmp_path / "prior").mkdir()
+    (tmp_path / "prior" / "generation.json").write_text(json.dumps({
+        "prior_kind": "pixelcnn", "prior_cond_bins": 4, "temperature": 1.0, "n_generated": 64,
+        "n_real": 64, "one_nn_shape": {"generated": 0.734, "floor": 0.828},
+        "tissue_w1": {"CSF": {"generated": 0.0142, "floor": 0.0067}}}))
+    sec = next(s for s in R.key_numbers(tmp_path, tmp_path / "none") if "Generated" in s.title)
+    text = " ".join(f"{k} {v}" for k, v in sec.rows)
+    assert "0.734 (real vs real: 0.828)" in text and "0.0142 (floor 0.0067)" in text

@@ -108,24 +108,61 @@ def _prior(run_dir: Path) -> Section:
     return sec
 
 
+def _machine(b: dict) -> str:
+    """Where a benchmark was measured: its ``machine`` entry (a dict or a sentence) and date."""
+    machine = b.get("machine")
+    if isinstance(machine, dict):
+        machine = f"{machine.get('cpu_model', '?')}, {machine.get('cpu_count', '?')} cores"
+    return f"{b.get('date', '')} {machine or 'machine not recorded'}".strip()
+
+
 def _benchmarks(bench_dir: Path) -> list[Section]:
+    """One section per ``benchmarks/*.json``, whatever its shape: where it was measured, its
+    top-level numbers and its ``summary``, and the speed/quality keys of dict ``results``."""
     out = []
     for path in sorted(bench_dir.glob("*.json")):
         b = _load(path)
         if not isinstance(b, dict):
             continue
         sec = Section(f"Benchmark {path.stem}", f"benchmarks/{path.name}")
-        machine = b.get("machine", {})
-        sec.rows.append(("measured", f"{b.get('date', '?')} on {machine.get('cpu_model', '?')}, "
-                                     f"{machine.get('cpu_count', '?')} cores"))
-        sec.rows += [(k, _fmt(v)) for k, v in b.get("summary", {}).items()
+        sec.rows.append(("measured", _machine(b)))
+        scalars = {k: v for k, v in b.items() if isinstance(v, (int, float, str))
+                   and k not in ("date", "machine")}
+        summary = b.get("summary") if isinstance(b.get("summary"), dict) else {}
+        sec.rows += [(k, _fmt(v)) for k, v in {**scalars, **summary}.items()
                      if not isinstance(v, (dict, list))]
-        for name, r in b.get("results", {}).items():
+        results = b.get("results")
+        for name, r in (results.items() if isinstance(results, dict) else []):
             if isinstance(r, dict):
                 keys = [k for k in r if k.startswith(("images_per_s", "seconds_to", "best_"))]
-                sec.rows.append((name, ", ".join(f"{k} {_fmt(r[k])}" for k in keys)))
+                if keys:
+                    sec.rows.append((name, ", ".join(f"{k} {_fmt(r[k])}" for k in keys)))
         out.append(sec)
     return out
+
+
+def _generation(run_dir: Path) -> Section:
+    """How real the generated slices are (``prior/generation.json``), each beside its floor."""
+    g = _load(run_dir / "prior" / "generation.json")
+    sec = Section("Generated slices (notebook 06)", "prior/generation.json")
+    if not isinstance(g, dict):
+        sec.missing = "no prior/generation.json: run notebook 06_prior_and_generation"
+        return sec
+    sec.rows.append(("generator", f"{g.get('prior_kind')}, {g.get('prior_cond_bins')} position "
+                                  f"bins, temperature {g.get('temperature')}, "
+                                  f"{g.get('n_generated')} samples vs {g.get('n_real')} real"))
+    for key, label in (("one_nn_shape", "1-NN accuracy, 32x32 shape (0.5 = indistinguishable)"),
+                       ("one_nn_intensity", "1-NN accuracy, in-head intensity histogram"),
+                       ("precision", "precision (k = 3)"), ("recall", "recall (k = 3)")):
+        v = g.get(key)
+        if isinstance(v, dict):
+            sec.rows.append((label, f"{_fmt(v.get('generated'), 3)} (real vs real: "
+                                    f"{_fmt(v.get('floor'), 3)})"))
+    for tissue, v in (g.get("tissue_w1") or {}).items():
+        if isinstance(v, dict):
+            sec.rows.append((f"tissue fraction W1, {tissue}",
+                             f"{_fmt(v.get('generated'), 4)} (floor {_fmt(v.get('floor'), 4)})"))
+    return sec
 
 
 def key_numbers(run_dir: Path, bench_dir: Path | None = None) -> list[Section]:
@@ -136,7 +173,7 @@ def key_numbers(run_dir: Path, bench_dir: Path | None = None) -> list[Section]:
         bench_dir: folder of benchmark JSONs (default ``benchmarks/`` of the repository).
     """
     bench_dir = repo_root() / "benchmarks" if bench_dir is None else Path(bench_dir)
-    secs = [_training(run_dir), _reconstruction(run_dir), _prior(run_dir)]
+    secs = [_training(run_dir), _reconstruction(run_dir), _prior(run_dir), _generation(run_dir)]
     return secs + (_benchmarks(bench_dir) if bench_dir.is_dir() else [])
 
 
