@@ -25,10 +25,10 @@ training settings for the same reason):
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from .config_checks import coerce, validate
 from .errors import ConfigError
 
 
@@ -128,7 +128,7 @@ class Config:
         return cls(**d)
 
     def replace(self, **overrides: Any) -> Config:
-        return validate(dataclasses.replace(self, **_coerce(self, overrides)))
+        return validate(dataclasses.replace(self, **coerce(self, overrides)))
 
     def architecture(self) -> dict[str, Any]:
         """The VQ-VAE architecture fields (``MODEL_FIELDS``): what rebuilds the network."""
@@ -174,91 +174,6 @@ PRIOR_FIELDS: tuple[str, ...] = (
     "prior_kind", "prior_channels", "prior_layers", "prior_heads", "prior_cond_bins",
 )
 """Fields that change the shape or meaning of the prior's weights."""
-
-
-def _coerce(cfg: Config, overrides: dict[str, Any]) -> dict[str, Any]:
-    """Check names and types, and convert strings (from a CLI) to the field's type.
-
-    A ConfigError names the field and what it expects: ``epochs`` refuses ``"abc"`` and ``1.7``
-    (an integer field takes only whole numbers), a bool field only true/false.
-    """
-    out = {}
-    types = {f.name: type(getattr(cfg, f.name)) for f in fields(cfg)}
-    for k, v in overrides.items():
-        if k not in types:
-            raise ConfigError(f"Unknown config field {k!r}. Known fields: {sorted(types)}")
-        out[k] = _convert(k, types[k], v)
-    return out
-
-
-def _convert(name: str, t: type, v: Any) -> Any:
-    """``v`` as type ``t`` for field ``name``, or a ConfigError saying what the field expects."""
-    if t is bool:
-        if isinstance(v, str) and v.lower() in {"1", "0", "true", "false", "yes", "no"}:
-            return v.lower() in {"1", "true", "yes"}
-        if isinstance(v, bool):
-            return v
-        raise ConfigError(f"{name} expects true or false, got {v!r}")
-    if t in (int, float):
-        number = v
-        if isinstance(v, str):
-            try:
-                number = float(v.strip())
-            except ValueError:
-                kind = "a whole number" if t is int else "a number"
-                raise ConfigError(f"{name} expects {kind}, got {v!r}") from None
-        if isinstance(number, bool) or not isinstance(number, (int, float)) or not math.isfinite(number):
-            raise ConfigError(f"{name} expects a finite {'whole ' if t is int else ''}number, got {v!r}")
-        if t is int:
-            if number != int(number):
-                raise ConfigError(f"{name} expects a whole number, got {v!r} (it would be cut to "
-                                  f"{int(number)} silently)")
-            return int(number)
-        return float(number)
-    if t is str and not isinstance(v, str):
-        raise ConfigError(f"{name} expects a string, got {v!r}")
-    if t is dict and not isinstance(v, dict):
-        raise ConfigError(f"{name} expects a dict, got {v!r}")
-    return v
-
-
-_POSITIVE = ("image_size", "in_channels", "hidden_channels", "res_channels", "downsample",
-             "codebook_size", "code_dim", "ema_eps", "kmeans_iters", "batch_size", "lr",
-             "step_size", "gamma", "epochs", "prior_channels", "prior_layers", "prior_epochs",
-             "prior_lr", "prior_batch_size", "rvq_stages")
-_NON_NEGATIVE = ("max_train_images", "max_eval_images", "n_res_blocks", "beta", "ssim_weight",
-                 "dead_code_steps", "weight_decay", "warmup_steps", "grad_clip", "max_minutes",
-                 "seed", "num_threads", "prior_max_minutes", "prior_cond_bins", "ema_decay")
-_CHOICES = {"data_range": ("01", "pm1"), "norm": ("batch", "group", "none"),
-            "out_activation": ("tanh", "sigmoid", "none"), "quantizer": ("loss", "ema", "fsq", "rvq"),
-            "scheduler": ("cosine", "step", "constant"), "prior_kind": ("pixelcnn", "transformer")}
-
-
-def validate(cfg: Config) -> Config:
-    """Check every value's range; a ConfigError names the field and what it expects.
-
-    Args:
-        cfg: the config to check (returned unchanged when it is fine).
-    """
-    for name in _POSITIVE:
-        if not getattr(cfg, name) > 0:
-            raise ConfigError(f"{name} must be > 0, got {getattr(cfg, name)!r}")
-    for name in _NON_NEGATIVE:
-        if not getattr(cfg, name) >= 0:
-            raise ConfigError(f"{name} must be >= 0, got {getattr(cfg, name)!r}")
-    for name, allowed in _CHOICES.items():
-        if getattr(cfg, name) not in allowed:
-            raise ConfigError(f"{name} expects one of {list(allowed)}, got {getattr(cfg, name)!r}")
-    if not 0 <= cfg.rvq_dropout <= 1:
-        raise ConfigError(f"rvq_dropout is a probability in [0, 1], got {cfg.rvq_dropout!r}")
-    if not cfg.ema_decay < 1:
-        raise ConfigError(f"ema_decay must be < 1 (a moving average), got {cfg.ema_decay!r}")
-    if cfg.image_size % cfg.downsample:
-        raise ConfigError(f"image_size {cfg.image_size} must be a multiple of downsample "
-                          f"{cfg.downsample}")
-    if cfg.device not in ("auto", "cpu", "mps") and not cfg.device.startswith("cuda"):
-        raise ConfigError(f"device expects 'auto', 'cpu', 'cuda', 'cuda:<n>' or 'mps', got {cfg.device!r}")
-    return cfg
 
 
 PRESETS: dict[str, dict[str, Any]] = {
