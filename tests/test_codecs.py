@@ -11,7 +11,7 @@ import torch
 from skimage.data import camera
 from skimage.transform import resize
 
-from vqvae_lib.checkpoint import save_checkpoint
+from vqvae_lib.checkpoint import file_hash, save_checkpoint
 from vqvae_lib.config import get_config
 from vqvae_lib.evaluate import codecs as C
 from vqvae_lib.evaluate import rate_quality as RQ
@@ -91,13 +91,17 @@ def test_prior_rate_only_from_a_prior_fitted_to_this_checkpoint(tmp_path):
     (run / "prior").mkdir()
     (run / "prior" / "metrics.json").write_text(json.dumps({"test_bits": 3.25}))
     save_checkpoint(prior, model=torch.nn.Linear(1, 1), cfg=get_config("smoke"),
-                    extra={"kind": "pixelcnn_prior", "vqvae_checkpoint": str(tmp_path / "other.pt")})
+                    extra={"kind": "pixelcnn_prior", "vqvae_checkpoint": str(ckpt),
+                           "vqvae_sha1": "0123456789abcdef"})
     assert R.prior_test_bits(run, ckpt)[0] is None                     # another VQ-VAE's prior
     save_checkpoint(prior, model=torch.nn.Linear(1, 1), cfg=get_config("smoke"),
-                    extra={"kind": "pixelcnn_prior", "vqvae_checkpoint": str(ckpt)})
+                    extra={"kind": "pixelcnn_prior", "vqvae_checkpoint": str(ckpt),
+                           "vqvae_sha1": file_hash(ckpt)})
     assert R.prior_test_bits(run, ckpt)[0] == pytest.approx(3.25)
-    future = time.time() + 60                                          # VQ-VAE retrained since
+    future = time.time() + 60                                          # touched, same bytes
     os.utime(ckpt, (future, future))
+    assert R.prior_test_bits(run, ckpt)[0] == pytest.approx(3.25)
+    ckpt.write_bytes(b"retrained at the same path")                    # VQ-VAE retrained since
     assert R.prior_test_bits(run, ckpt)[0] is None
 
 
@@ -113,3 +117,21 @@ def test_rate_quality_figure_shows_every_codec_and_every_rate():
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert all(any(lab.startswith(n) for lab in labels) for n in curves)
     assert sum("VQ-VAE" in lab for lab in labels) == 3
+
+
+def test_rate_quality_round_trips_for_notebook_06(tmp_path):
+    """Notebook 05 saves its codec curves and rates; notebook 06 reads them back unchanged."""
+    from vqvae_lib.evaluate import rate_quality as RQ
+
+    curves = {"JPEG": {"bpp": np.array([0.2, 0.5]), "ssim": np.array([0.8, 0.95]),
+                       "psnr": np.array([30.0, 36.0]), "setting_name": "quality",
+                       "header_bytes": 224}}
+    rates = R.vqvae_rates(16, 4, 64, None, torch.tensor([0, 1]))
+    path = RQ.save_rate_quality(tmp_path / "rq.json", curves, rates, {"ssim": 0.9, "psnr": 33.0},
+                                4, 64)
+    back = RQ.load_rate_quality(path)
+    assert np.array_equal(back["curves"]["JPEG"]["bpp"], curves["JPEG"]["bpp"])
+    assert back["rates"] == rates and back["cells"] == 4 and back["pixels"] == 64
+    rows = RQ.comparison_rows(back["rates"], back["model"], back["curves"])
+    assert rows[0]["codecs"]["JPEG"]["ssim"] == pytest.approx(
+        RQ.comparison_rows(rates, {"ssim": 0.9, "psnr": 33.0}, curves)[0]["codecs"]["JPEG"]["ssim"])

@@ -320,10 +320,9 @@ def test_transformer_learns_structured_grids():
 
 
 def test_a_vqvae_retrained_at_the_same_path_gets_a_new_prior(tiny_run, capsys):
-    from vqvae_lib.checkpoint import save_checkpoint
+    from vqvae_lib.checkpoint import file_hash, save_checkpoint
     from vqvae_lib.config import get_config
     from vqvae_lib.model.vqvae import build_model
-    from vqvae_lib.prior.codes import file_hash
     from vqvae_lib.prior.reuse import train_or_load_prior
 
     ckpt, data, run_dir = tiny_run

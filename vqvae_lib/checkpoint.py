@@ -16,6 +16,7 @@ rename on POSIX and Windows), so a crash or Ctrl-C mid-write never leaves a half
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 from pathlib import Path
@@ -215,3 +216,16 @@ def trained_model(run_dir: str | os.PathLike, device="cpu", name: str = "best.pt
     path = find_checkpoint(run_dir, name, needed_for)
     model, cfg, _ = load_model(path, device)
     return model, cfg, path
+
+
+def file_hash(path) -> str:
+    """SHA-1 of a file's bytes (first 16 hex digits): what a checkpoint *is*, not where it is.
+
+    Args:
+        path: the file.
+    """
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]

@@ -8,9 +8,16 @@ range the answer is ``None``.
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import numpy as np
 
-__all__ = ["quality_at", "rate_for", "comparison_rows", "format_comparison", "verdict"]
+from ..common import atomic_write_text
+
+__all__ = ["quality_at", "rate_for", "comparison_rows", "format_comparison", "verdict",
+           "save_rate_quality", "load_rate_quality"]
 
 
 def quality_at(curve: dict, bpp: float, metric: str = "ssim") -> float | None:
@@ -112,3 +119,35 @@ def verdict(rows: list[dict], metric: str = "ssim") -> list[str]:
                    f"{', '.join(wins) or 'none'}; loses to {', '.join(loses) or 'none'}"
                    + (f"; outside the sweep of {', '.join(unknown)}" if unknown else ""))
     return out
+
+
+def save_rate_quality(path: str | os.PathLike, curves: dict, rates: dict, model: dict,
+                      cells: int, pixels: int) -> Path:
+    """Keep notebook 05's codec curves and the VQ-VAE's rates, so that notebook 06 can add the
+    third rate (the prior's NLL) once the prior exists, without sweeping the codecs again.
+
+    Args:
+        path: the JSON file (by convention ``runs/<preset>/rate_quality.json``).
+        curves: ``{codec name: curve}`` (numpy arrays are stored as lists).
+        rates: ``rates.vqvae_rates(...)``.
+        model: ``{"ssim", "psnr"}`` of the VQ-VAE on the split.
+        cells: latent cells per image; pixels: pixels per image (to turn bits per cell into bpp).
+    """
+    def plain(v):
+        return v.tolist() if isinstance(v, np.ndarray) else v
+
+    blob = {"curves": {n: {k: plain(v) for k, v in c.items()} for n, c in curves.items()},
+            "rates": rates, "model": model, "cells": int(cells), "pixels": int(pixels)}
+    return atomic_write_text(path, json.dumps(blob, indent=1))
+
+
+def load_rate_quality(path: str | os.PathLike) -> dict:
+    """What :func:`save_rate_quality` wrote, with the curves as numpy arrays again.
+
+    Args:
+        path: the JSON file.
+    """
+    blob = json.loads(Path(path).read_text())
+    blob["curves"] = {n: {k: (np.asarray(v) if isinstance(v, list) else v) for k, v in c.items()}
+                      for n, c in blob["curves"].items()}
+    return blob

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import load_checkpoint
+from ..checkpoint import file_hash, load_checkpoint
 from ..metrics import cross_entropy_bits
 
 __all__ = ["RATE_LABELS", "histogram_bits", "prior_test_bits", "vqvae_rates"]
@@ -48,7 +48,7 @@ def histogram_bits(train_codes: torch.Tensor, codes: torch.Tensor, K: int) -> fl
 
 def prior_test_bits(run_dir: str | os.PathLike, checkpoint: str | os.PathLike) -> tuple[float | None, str]:
     """The prior's test NLL in bits per cell, if ``<run_dir>/prior`` holds a prior fitted to
-    ``checkpoint`` and written after it.
+    ``checkpoint`` (the same file content: a VQ-VAE retrained at the same path does not count).
 
     Args:
         run_dir: the run folder (``runs/<preset>``).
@@ -62,11 +62,10 @@ def prior_test_bits(run_dir: str | os.PathLike, checkpoint: str | os.PathLike) -
     if not (best.is_file() and metrics.is_file()):
         return None, (f"no prior in {best.parent} yet: run notebook 06 (or `python -m "
                       f"vqvae_lib.prior train --checkpoint {checkpoint}`), then rerun this cell")
-    fitted_to = load_checkpoint(best).get("extra", {}).get("vqvae_checkpoint")
-    if not fitted_to or Path(fitted_to).resolve() != checkpoint.resolve() \
-            or best.stat().st_mtime < checkpoint.stat().st_mtime:
-        return None, (f"the prior in {best.parent} was fitted to another (or an older) VQ-VAE "
-                      f"checkpoint: run notebook 06 again, then rerun this cell")
+    fitted_to = load_checkpoint(best).get("extra", {}).get("vqvae_sha1")
+    if fitted_to != file_hash(checkpoint):
+        return None, (f"the prior in {best.parent} was fitted to another VQ-VAE checkpoint (its "
+                      f"content differs): run notebook 06 again, then rerun this cell")
     bits = float(json.loads(metrics.read_text())["test_bits"])
     return bits, f"test NLL of the prior in {best}"
 

@@ -8,32 +8,19 @@ Slice positions become conditioning classes with :func:`slice_bins`.
 
 from __future__ import annotations
 
-import hashlib
 import io
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..checkpoint import file_hash
 from ..common import SPLITS, atomic_write, evenly_spaced
 from ..config import Config
 from ..data.slices import load_split, resolve_data_dir
 from ..model.inference import encode
 
-__all__ = ["file_hash", "split_codes", "all_codes", "slice_bins", "condition_labels"]
-
-
-def file_hash(path) -> str:
-    """SHA-1 of a file's bytes (first 16 hex digits): what a checkpoint *is*, not where it is.
-
-    Args:
-        path: the file.
-    """
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
+__all__ = ["split_codes", "all_codes", "slice_bins", "condition_labels"]
 
 
 def split_codes(vqvae, checkpoint, cfg: Config, split: str, data_dir=None, run_dir=None,

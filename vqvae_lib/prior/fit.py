@@ -23,14 +23,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..checkpoint import load_model, save_checkpoint
+from ..checkpoint import file_hash, load_model, save_checkpoint
 from ..common import atomic_write_text, progress
 from ..config import PRESETS, Config, get_config
 from ..metrics import code_entropy
 from ..runlock import run_lock
 from ..runtime import pick_device, seed_everything
 from .build import build_prior, prior_kind_of
-from .codes import all_codes, condition_labels, file_hash
+from .codes import all_codes, condition_labels
 from .store import PRIOR_CHECKPOINT_KIND, load_prior
 
 __all__ = ["PriorRun", "train_prior", "prior_fields", "start_at_unigram", "baseline_bits",

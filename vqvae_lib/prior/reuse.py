@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..checkpoint import load_model
+from ..checkpoint import file_hash, load_model
 from ..config import Config
-from .codes import all_codes, file_hash
+from .codes import all_codes
 from .fit import PriorRun, train_prior
 from .store import load_prior
 
