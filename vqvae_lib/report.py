@@ -57,11 +57,20 @@ def _stat(d: dict | None, unit: str = "") -> str:
             f"5th percentile {d.get('p5', float('nan')):.3f})")
 
 
+def _read(run_dir: Path, rel: str, title: str, notebook: str, kind: type):
+    """``(data or None, its Section)``: the JSON file ``rel`` of the run if it holds a ``kind``,
+    else None and a Section saying which notebook writes it."""
+    data = _load(run_dir / rel)
+    sec = Section(title, rel)
+    if not isinstance(data, kind):
+        sec.missing = f"no {rel}: run notebook {notebook}"
+        return None, sec
+    return data, sec
+
+
 def _reconstruction(run_dir: Path) -> Section:
-    m = _load(run_dir / "metrics.json")
-    sec = Section("Reconstruction (notebook 05)", "metrics.json")
-    if not isinstance(m, dict):
-        sec.missing = "no metrics.json: run notebook 05_reconstruction_evaluation"
+    m, sec = _read(run_dir, "metrics.json", "Reconstruction (notebook 05)", "05_reconstruction_evaluation", dict)
+    if m is None:
         return sec
     n = f"{m.get('n_images')} {m.get('split', '')} slices" + (" (a subset)" if m.get("subset") else "")
     sec.rows = [
@@ -81,10 +90,8 @@ def _reconstruction(run_dir: Path) -> Section:
 
 
 def _training(run_dir: Path) -> Section:
-    h = _load(run_dir / "history.json")
-    sec = Section("Training (notebook 03)", "history.json")
-    if not isinstance(h, list) or not h:
-        sec.missing = "no history.json: run notebook 03_training"
+    h, sec = _read(run_dir, "history.json", "Training (notebook 03)", "03_training", list)
+    if not h:
         return sec
     best = max(h, key=lambda r: r.get("val_ssim", float("-inf")))
     sec.rows = [("epochs", str(h[-1].get("epoch", len(h)))),
@@ -96,10 +103,8 @@ def _training(run_dir: Path) -> Section:
 
 
 def _prior(run_dir: Path) -> Section:
-    m = _load(run_dir / "prior" / "metrics.json")
-    sec = Section("PixelCNN prior (notebook 06)", "prior/metrics.json")
-    if not isinstance(m, dict):
-        sec.missing = "no prior/metrics.json: run notebook 06_prior_and_generation"
+    m, sec = _read(run_dir, "prior/metrics.json", "Prior over codes (notebook 06)", "06_prior_and_generation", dict)
+    if m is None:
         return sec
     sec.rows = [("test NLL", f"{_fmt(m.get('test_bits'), 2)} bits/cell"),
                 ("baselines", f"uniform {_fmt(m.get('uniform'), 2)}, unigram "
@@ -143,10 +148,8 @@ def _benchmarks(bench_dir: Path) -> list[Section]:
 
 def _generation(run_dir: Path) -> Section:
     """How real the generated slices are (``prior/generation.json``), each beside its floor."""
-    g = _load(run_dir / "prior" / "generation.json")
-    sec = Section("Generated slices (notebook 06)", "prior/generation.json")
-    if not isinstance(g, dict):
-        sec.missing = "no prior/generation.json: run notebook 06_prior_and_generation"
+    g, sec = _read(run_dir, "prior/generation.json", "Generated slices (notebook 06)", "06_prior_and_generation", dict)
+    if g is None:
         return sec
     sec.rows.append(("generator", f"{g.get('prior_kind')}, {g.get('prior_cond_bins')} position "
                                   f"bins, temperature {g.get('temperature')}, "
