@@ -66,8 +66,7 @@ def _check_04(views) -> None:
 LIVE = [
     LiveNotebook("04_codebook_analysis", prepare=("03",), views=3, check=_check_04,
                  params=dict(max_slices=16, experiment_minutes=0.05)),
-    # notebook 06's live sampler, once it exists, e.g.:
-    # LiveNotebook("06_prior_and_generation", prepare=("03",), views=1, params=dict(...)),
+    LiveNotebook("06_prior_and_generation", prepare=("03",), views=1, params=dict(n_samples=16)),
 ]
 
 

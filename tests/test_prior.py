@@ -436,6 +436,10 @@ def test_sampler_widget_draws_and_exposes_described_controls():
     s.seed.value = 4
     s.button.click()
     assert s.last["labels"].tolist() == [2, 2, 2, 2] and not torch.equal(first, s.last["codes"])
+    assert s.seed.value == 5                       # "sample" moves to the next seed and draws
+    before = s.image.value
+    s.temperature.value = 1.4                      # moving a control draws at once
+    assert s.image.value != before and "temperature 1.40" in s.status.value
     assert "4 slices" in s.status.value and s.figure() is not None
     plain = Sampler(GatedPixelCNN(32, 8, 2, grid_size=(8, 8)), vqvae, n=2, draw_now=False)
     assert "slice position" not in {c.description for c in plain.children[0].children}

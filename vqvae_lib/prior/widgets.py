@@ -36,6 +36,9 @@ def position_names(n_classes: int) -> list[str]:
 class Sampler(W.VBox):
     """Temperature, slice position, seed and a "sample" button over an image of the samples.
 
+    Moving a control draws at once with the new setting (the same seed, so only that setting
+    changes the picture); "sample" moves to the next seed and draws new slices.
+
     Args:
         prior: a trained prior (any kind).
         vqvae: the VQ-VAE that decodes its codes.
@@ -63,7 +66,9 @@ class Sampler(W.VBox):
                                tooltip="draw new slices from the prior")
         self.status = W.HTML(value="")
         self.image = W.Image(format="png", layout=W.Layout(max_width="100%", height="auto"))
-        self.button.on_click(self.draw)
+        self.button.on_click(self.next_seed)
+        for control in (self.temperature, self.position, self.seed):
+            control.observe(self.draw, names="value")
         controls = [self.temperature] + ([self.position] if prior.n_classes else []) + \
                    [self.seed, self.button]
         super().__init__([W.HBox(controls), self.status, self.image])
@@ -85,6 +90,10 @@ class Sampler(W.VBox):
         labels = self.last["labels"]
         return P.sampler_twin(self.last["images"], labels, self.temperature.value, self.seed.value,
                               self.names or None)
+
+    def next_seed(self, *_):
+        """The "sample" button: the next seed, which draws new slices."""
+        self.seed.value = self.seed.value + 1 if self.seed.value < self.seed.max else 0
 
     def draw(self, *_):
         """Sample, decode and show; errors appear in the status line, the controls stay alive."""
