@@ -70,6 +70,38 @@ def test_one_nn_is_leave_one_out():
     assert one_nn_accuracy(shape_features(a), shape_features(a.clone())) == 0.0
 
 
+def _subjects_of_near_copies(n_subjects: int, per_subject: int, seed: int) -> torch.Tensor:
+    """Slices of few "subjects": each subject's slices are near-copies of one head."""
+    one_each = heads(n_subjects, seed)
+    noise = 0.01 * torch.rand(n_subjects * per_subject, 1, 32, 32,
+                              generator=torch.Generator().manual_seed(seed + 100))
+    return one_each.repeat_interleave(per_subject, 0) + noise
+
+
+def test_one_nn_leaves_out_whole_subjects_when_slices_are_not_independent():
+    """Real slices from 8 subjects x 8 near-copies against independent heads of the same kind:
+    plain leave-one-out finds each slice's twin (accuracy near 1, a false alarm); leaving out
+    the subject brings it back to about one half."""
+    real = _subjects_of_near_copies(8, 8, seed=1)
+    subjects = [f"s{i // 8}" for i in range(64)]
+    other = heads(64, 2)
+    plain = one_nn_accuracy(shape_features(other), shape_features(real))
+    grouped = one_nn_accuracy(shape_features(other), shape_features(real), None, subjects)
+    assert plain > 0.75
+    assert 0.3 <= grouped <= 0.65, grouped
+
+
+def test_generation_scores_use_subjects_for_the_floor():
+    train, test = heads(128, 5), _subjects_of_near_copies(8, 8, seed=6)
+    train_subjects = [f"t{i}" for i in range(128)]
+    test_subjects = [f"s{i // 8}" for i in range(64)]
+    plain = generation_scores(train[:64], test, train, n=64)
+    grouped = generation_scores(train[:64], test, train, n=64, test_subjects=test_subjects,
+                                train_subjects=train_subjects)
+    assert grouped["one_nn_protocol"] == "leave one subject out"
+    assert plain["one_nn_shape"]["floor"] > 0.75 > grouped["one_nn_shape"]["floor"]
+
+
 def test_precision_recall_known_answers():
     pca = PCAFeatures(heads(200, 9), n_components=16)
     real, same = pca(heads(64, 1)), pca(heads(64, 2))
