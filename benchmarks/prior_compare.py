@@ -3,6 +3,9 @@
     # one option (run several in parallel, one thread each):
     python benchmarks/prior_compare.py run --checkpoint RUN/checkpoints/best.pt --option pixelcnn \
         --cpu-seconds 330 --out /tmp/cmp
+    # or a wall-clock budget on idle cores (all threads), as notebook 06 trains:
+    python benchmarks/prior_compare.py run --checkpoint RUN/checkpoints/best.pt \
+        --option hierarchical_cond4 --minutes 3 --out /tmp/cmp
     # merge the per-option files into benchmarks/prior_compare.json and print the README table:
     python benchmarks/prior_compare.py merge --out /tmp/cmp
 
@@ -29,7 +32,7 @@ from vqvae_lib.config import get_config
 from vqvae_lib.prior.build import build_prior
 from vqvae_lib.prior.fit import train_prior
 from vqvae_lib.prior.sample import generate
-from vqvae_lib.prior.scoring import load_real, score_images
+from vqvae_lib.prior.scoring import generator_table, load_real, score_images
 
 OPTIONS = {
     "pixelcnn": dict(prior_kind="pixelcnn", prior_channels=64, prior_layers=8, prior_cond_bins=0),
@@ -38,6 +41,16 @@ OPTIONS = {
                               prior_heads=4, prior_cond_bins=4),
     "transformer": dict(prior_kind="transformer", prior_channels=96, prior_layers=4,
                         prior_heads=4, prior_cond_bins=0),
+    "hierarchical_cond4": dict(prior_kind="hierarchical", prior_channels=64, prior_layers=8,
+                               prior_top_factor=4, prior_top_codes=64, prior_cond_bins=4),
+    "hierarchical16_cond4": dict(prior_kind="hierarchical", prior_channels=64, prior_layers=8,
+                                 prior_top_factor=2, prior_top_codes=256, prior_cond_bins=4),
+    "hierarchical_c32_cond4": dict(prior_kind="hierarchical", prior_channels=32, prior_layers=8,
+                                   prior_top_factor=4, prior_top_codes=64, prior_cond_bins=4),
+    "masked_cond4": dict(prior_kind="masked", prior_channels=64, prior_layers=8, prior_steps=12,
+                         prior_cond_bins=4),
+    "clustered_cond4": dict(prior_kind="clustered", prior_channels=64, prior_layers=8,
+                            prior_top_codes=64, prior_cond_bins=4),
 }
 
 
@@ -45,14 +58,15 @@ def step_cpu_seconds(overrides: dict, latent: int, K: int, batch: int, steps: in
     """Median CPU seconds of one optimiser step of a fresh prior on random codes."""
     cfg = get_config("cpu", **overrides)
     prior = build_prior(cfg.replace(image_size=latent * cfg.downsample, codebook_size=K),
-                        cfg.prior_cond_bins)
+                        cfg.prior_cond_bins, code_vectors=torch.randn(K, cfg.code_dim))
     opt = torch.optim.Adam(prior.parameters(), 1e-3)
     x = torch.randint(0, K, (batch, latent, latent))
+    prior.prepare(x)
     y = torch.randint(0, max(cfg.prior_cond_bins, 1), (batch,)) if cfg.prior_cond_bins else None
     times = []
     for _ in range(steps):
         t0 = time.process_time()
-        loss = prior.nll_bits(x, y).mean()
+        loss = prior.training_loss(x, y)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -61,23 +75,29 @@ def step_cpu_seconds(overrides: dict, latent: int, K: int, batch: int, steps: in
 
 
 def run(args) -> None:
-    torch.set_num_threads(1)
     name, overrides = args.option, OPTIONS[args.option]
     _, vcfg, _ = load_model(args.checkpoint)
-    per_step = step_cpu_seconds(overrides, vcfg.latent_size, vcfg.codebook_size, 16, args.calib_steps)
-    steps = max(1, int(args.cpu_seconds / per_step))
+    if args.minutes:   # wall clock, every core: what notebook 06 does
+        per_step, steps, budget = None, 10 ** 9, dict(prior_max_minutes=args.minutes)
+    else:
+        torch.set_num_threads(1)
+        per_step = step_cpu_seconds(overrides, vcfg.latent_size, vcfg.codebook_size, 16,
+                                    args.calib_steps)
+        steps = max(1, int(args.cpu_seconds / per_step))
+        budget = dict(prior_max_minutes=0.0, num_threads=1)
     run_dir = Path(args.out) / name
     (run_dir / "prior").mkdir(parents=True, exist_ok=True)
     for f in Path(args.codes_from).glob("codes_*.pt") if args.codes_from else []:
         shutil.copy(f, run_dir / "prior" / f.name)   # same key: no re-encoding
     t0, c0 = time.perf_counter(), time.process_time()
     res = train_prior(args.checkpoint, args.data_dir, run_dir, "cpu", verbose=True,
-                      prior_epochs=1000, prior_max_steps=steps, prior_max_minutes=0.0,
-                      prior_batch_size=16, num_threads=1, **overrides)
+                      prior_epochs=1000, prior_max_steps=steps, prior_batch_size=16,
+                      **budget, **overrides)
     train_cpu, train_wall = time.process_time() - c0, time.perf_counter() - t0
     vqvae, _, _ = load_model(args.checkpoint)
     real = load_real(args.data_dir, vcfg.image_size, args.out)
-    result = {"option": name, "overrides": overrides, "steps": steps,
+    result = {"option": name, "overrides": overrides, "steps": res.metrics["steps"],
+              "budget": f"{args.minutes} min wall" if args.minutes else f"{args.cpu_seconds} CPU-s",
               "step_cpu_seconds": per_step, "train_cpu_seconds": train_cpu,
               "train_wall_seconds": train_wall, "test_bits": res.metrics["test_bits"],
               "unigram_test_bits": res.metrics["unigram_test"], "by_temperature": {}}
@@ -85,7 +105,7 @@ def run(args) -> None:
         c1 = time.process_time()
         out = generate(res.prior, vqvae, args.n, T, seed=0)
         sample_cpu = time.process_time() - c1
-        s = score_images(out["images"], real, n=args.n)
+        s = score_images(out["images"], real, n=args.n)  # 1-NN: leave one subject out
         torch.save(out["images"][:16], run_dir / f"samples_T{T:g}.pt")
         result["by_temperature"][f"{T:g}"] = {"sample_cpu_seconds": sample_cpu, **s}
         print(name, T, json.dumps({k: s[k] for k in ("one_nn_shape", "one_nn_intensity")}), flush=True)
@@ -96,19 +116,7 @@ def merge(args) -> None:
     rows = [json.loads(p.read_text()) for p in sorted(Path(args.out).glob("*.json"))]
     dest = Path(__file__).with_name("prior_compare.json")
     dest.write_text(json.dumps({"budget_note": args.note, "results": rows}, indent=1) + "\n")
-    print("| option | steps | train CPU min | test NLL (bits/cell) | T | 1-NN shape (floor) | "
-          "1-NN intensity (floor) | precision / recall | tissue W1 CSF / grey / white (floor) |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for r in rows:
-        for T, s in r["by_temperature"].items():
-            w = s.get("tissue_w1", {})
-            wt = " / ".join(f"{w[k]['generated']:.3f}" for k in ("CSF", "grey matter", "white matter"))
-            wf = " / ".join(f"{w[k]['floor']:.3f}" for k in ("CSF", "grey matter", "white matter"))
-            print(f"| {r['option']} | {r['steps']} | {r['train_cpu_seconds'] / 60:.1f} | "
-                  f"{r['test_bits']:.3f} | {T} | {s['one_nn_shape']['generated']:.2f} "
-                  f"({s['one_nn_shape']['floor']:.2f}) | {s['one_nn_intensity']['generated']:.2f} "
-                  f"({s['one_nn_intensity']['floor']:.2f}) | {s['precision']['generated']:.2f} / "
-                  f"{s['recall']['generated']:.2f} | {wt} ({wf}) |")
+    print(generator_table(rows))
 
 
 def main() -> None:
@@ -117,7 +125,9 @@ def main() -> None:
     r = sub.add_parser("run")
     r.add_argument("--checkpoint", required=True)
     r.add_argument("--option", choices=sorted(OPTIONS), required=True)
-    r.add_argument("--cpu-seconds", type=float, required=True)
+    r.add_argument("--cpu-seconds", type=float, default=300.0,
+                   help="equal CPU time, one thread (ignored with --minutes)")
+    r.add_argument("--minutes", type=float, default=0.0, help="wall-clock budget, every core")
     r.add_argument("--calib-steps", type=int, default=6)
     r.add_argument("--data-dir", default=None)
     r.add_argument("--codes-from", default=None, help="a prior/ folder holding codes_<split>.pt")

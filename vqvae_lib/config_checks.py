@@ -61,13 +61,15 @@ def _convert(name: str, t: type, v: Any) -> Any:
 _POSITIVE = ("image_size", "in_channels", "hidden_channels", "res_channels", "downsample",
              "codebook_size", "code_dim", "ema_eps", "kmeans_iters", "batch_size", "lr",
              "step_size", "gamma", "epochs", "prior_channels", "prior_layers", "prior_epochs",
-             "prior_lr", "prior_batch_size", "rvq_stages")
+             "prior_lr", "prior_batch_size", "rvq_stages", "prior_top_factor",
+             "prior_top_codes", "prior_steps")
 _NON_NEGATIVE = ("max_train_images", "max_eval_images", "n_res_blocks", "beta", "ssim_weight",
                  "dead_code_steps", "weight_decay", "warmup_steps", "grad_clip", "max_minutes",
                  "seed", "num_threads", "prior_max_minutes", "prior_cond_bins", "ema_decay")
 _CHOICES = {"data_range": ("01", "pm1"), "norm": ("batch", "group", "none"),
             "out_activation": ("tanh", "sigmoid", "none"), "quantizer": ("loss", "ema", "fsq", "rvq"),
-            "scheduler": ("cosine", "step", "constant"), "prior_kind": ("pixelcnn", "transformer")}
+            "scheduler": ("cosine", "step", "constant"), "prior_kind": ("pixelcnn", "transformer",
+                                                                   "hierarchical", "masked", "clustered")}
 
 
 def validate(cfg) :

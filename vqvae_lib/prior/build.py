@@ -10,24 +10,54 @@ from __future__ import annotations
 
 import torch.nn as nn
 
+from .clustered import ClusteredCodePrior
+from .hierarchy import HierarchicalPrior
+from .masked import MaskedCodePrior
 from .model import GatedPixelCNN
 from .transformer import CodeTransformer
 
 __all__ = ["PRIOR_KINDS", "build_prior", "rebuild_prior", "prior_kind_of"]
 
-PRIOR_KINDS = {"pixelcnn": GatedPixelCNN, "transformer": CodeTransformer}
-"""``prior_kind`` -> class. Both share ``forward(codes, y)``, ``nll_bits``, ``sample``, ``hparams``."""
+PRIOR_KINDS = {"pixelcnn": GatedPixelCNN, "transformer": CodeTransformer,
+               "hierarchical": HierarchicalPrior, "masked": MaskedCodePrior,
+               "clustered": ClusteredCodePrior}
+"""``prior_kind`` -> class. All share ``forward(codes, y)``, ``nll_bits``, ``training_loss``,
+``prepare``, ``sample`` and ``hparams``."""
 
 
-def build_prior(cfg, n_classes: int = 0) -> nn.Module:
+def build_prior(cfg, n_classes: int = 0, code_vectors=None) -> nn.Module:
     """A new, untrained prior as ``cfg`` describes it.
 
     Args:
         cfg: a :class:`~vqvae_lib.config.Config` (``prior_kind``, ``prior_channels``,
-            ``prior_layers``, ``prior_heads``, ``codebook_size``, ``latent_size``).
+            ``prior_layers``, ``prior_heads``, ``prior_top_factor``, ``prior_top_codes``,
+            ``codebook_size``, ``code_dim``, ``latent_size``).
         n_classes: slice-position classes (``prior_cond_bins``; 0 = unconditional).
+        code_vectors: (K, D) the VQ-VAE's code vectors (``hierarchy.code_vector_table``);
+            needed by the hierarchical prior, ignored by the others.
     """
     grid = (cfg.latent_size, cfg.latent_size)
+    if cfg.prior_kind in ("hierarchical", "clustered") and code_vectors is None:
+        raise ValueError(f"the {cfg.prior_kind} prior needs the VQ-VAE's code vectors "
+                         "(code_vector_table(vqvae))")
+    if cfg.prior_kind == "clustered":
+        prior = ClusteredCodePrior(cfg.codebook_size, code_vectors.shape[1],
+                                   groups=cfg.prior_top_codes, channels=cfg.prior_channels,
+                                   n_layers=cfg.prior_layers, n_classes=n_classes,
+                                   grid_size=grid, seed=cfg.seed)
+        prior.code_vectors.copy_(code_vectors)
+        return prior
+    if cfg.prior_kind == "hierarchical":
+        prior = HierarchicalPrior(cfg.codebook_size, code_vectors.shape[1],
+                                  top_codes=cfg.prior_top_codes, factor=cfg.prior_top_factor,
+                                  channels=cfg.prior_channels, n_layers=cfg.prior_layers,
+                                  n_classes=n_classes, grid_size=grid, seed=cfg.seed)
+        prior.code_vectors.copy_(code_vectors)
+        return prior
+    if cfg.prior_kind == "masked":
+        return MaskedCodePrior(cfg.codebook_size, channels=cfg.prior_channels,
+                               n_layers=cfg.prior_layers, n_classes=n_classes, grid_size=grid,
+                               steps=cfg.prior_steps, seed=cfg.seed)
     if cfg.prior_kind == "pixelcnn":
         return GatedPixelCNN(cfg.codebook_size, channels=cfg.prior_channels,
                              n_layers=cfg.prior_layers, n_classes=n_classes, grid_size=grid)
@@ -42,7 +72,7 @@ def rebuild_prior(kind: str, hparams: dict) -> nn.Module:
     """The prior a checkpoint describes (``extra["prior_kind"]``, ``extra["hparams"]``).
 
     Args:
-        kind: ``"pixelcnn"`` or ``"transformer"``.
+        kind: a key of :data:`PRIOR_KINDS`.
         hparams: the constructor arguments saved with the weights.
     """
     if kind not in PRIOR_KINDS:
@@ -51,7 +81,7 @@ def rebuild_prior(kind: str, hparams: dict) -> nn.Module:
 
 
 def prior_kind_of(prior: nn.Module) -> str:
-    """``"pixelcnn"`` or ``"transformer"`` for a prior instance."""
+    """The :data:`PRIOR_KINDS` key of a prior instance."""
     for kind, cls in PRIOR_KINDS.items():
         if isinstance(prior, cls):
             return kind

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["CodePrior", "sampling_temperatures", "draw_codes", "nll_bits"]
+__all__ = ["CodePrior", "sampling_temperatures", "draw_codes", "nll_bits", "start_at_unigram"]
 
 
 def sampling_temperatures(temperature, n: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,6 +56,23 @@ def nll_bits(logits: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
     return nats.flatten(1).mean(1) / math.log(2)
 
 
+@torch.no_grad()
+def start_at_unigram(prior, train_codes: torch.Tensor) -> None:
+    """Initialise the output layer so the untrained prior predicts the training code histogram.
+
+    Zero weights and log-frequency biases: training starts at the unigram baseline (instead of
+    several bits above it) and spends its steps on what only context can explain.
+
+    Args:
+        prior: a prior with ``output_layer()`` and ``num_codes``.
+        train_codes: (N, h, w) training grids.
+    """
+    counts = torch.bincount(train_codes.reshape(-1), minlength=prior.num_codes).float() + 1.0
+    last = prior.output_layer()
+    last.weight.zero_()
+    last.bias.copy_((counts / counts.sum()).log())
+
+
 class CodePrior(nn.Module):
     """What every prior over code grids shares: ``forward(codes, y) -> logits (B, K, h, w)`` is
     the subclass's; the likelihood in bits per cell follows from it."""
@@ -63,3 +80,11 @@ class CodePrior(nn.Module):
     def nll_bits(self, codes: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Negative log-likelihood of each grid in bits per latent cell. (B,)"""
         return nll_bits(self(codes, y), codes)
+
+    def training_loss(self, codes: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """What the optimiser minimises: the mean NLL in bits per cell (a scalar)."""
+        return self.nll_bits(codes, y).mean()
+
+    def prepare(self, train_codes: torch.Tensor) -> None:
+        """Set up from the training grids before the first step: start at the unigram."""
+        start_at_unigram(self, train_codes)

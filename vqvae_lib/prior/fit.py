@@ -31,27 +31,12 @@ from ..runlock import run_lock
 from ..runtime import pick_device, seed_everything
 from .build import build_prior, prior_kind_of
 from .codes import all_codes, condition_labels
+from .draw import start_at_unigram
+from .hierarchy import code_vector_table
 from .store import PRIOR_CHECKPOINT_KIND, load_prior
 
 __all__ = ["PriorRun", "train_prior", "prior_fields", "start_at_unigram", "baseline_bits",
            "evaluate_bits", "json_dumps"]
-
-
-@torch.no_grad()
-def start_at_unigram(prior, train_codes: torch.Tensor) -> None:
-    """Initialise the output layer so the untrained prior predicts the training code histogram.
-
-    Zero weights and log-frequency biases: training starts at the unigram baseline (instead of
-    several bits above it) and spends its steps on what only context can explain.
-
-    Args:
-        prior: a prior with ``output_layer()`` and ``num_codes``.
-        train_codes: (N, h, w) training grids.
-    """
-    counts = torch.bincount(train_codes.reshape(-1), minlength=prior.num_codes).float() + 1.0
-    last = prior.output_layer()
-    last.weight.zero_()
-    last.bias.copy_((counts / counts.sum()).log())
 
 
 def baseline_bits(train_codes: torch.Tensor, test_codes: torch.Tensor, K: int) -> dict[str, float]:
@@ -168,8 +153,8 @@ def fit_prior(checkpoint, data_dir=None, run_dir=None, device=None, verbose: boo
     codes = all_codes(vqvae.to(device), checkpoint, cfg, data_dir, run_dir, device)
     train_codes = codes["train"]["codes"]
     labels, cond = condition_labels(codes, cfg.prior_cond_bins)
-    prior = build_prior(cfg, n_classes=cfg.prior_cond_bins)
-    start_at_unigram(prior, train_codes)
+    prior = build_prior(cfg, n_classes=cfg.prior_cond_bins, code_vectors=code_vector_table(vqvae))
+    prior.prepare(train_codes)  # unigram start (and the top-level codebook of a hierarchy)
     prior.to(device)
     opt = torch.optim.Adam(prior.parameters(), lr=cfg.prior_lr)
     n, bs = len(train_codes), cfg.prior_batch_size
@@ -202,7 +187,7 @@ def fit_prior(checkpoint, data_dir=None, run_dir=None, device=None, verbose: boo
             for g in opt.param_groups:
                 g["lr"] = _learning_rate(cfg, step, total_steps, time.perf_counter() - t0)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                loss = prior.nll_bits(x, y).mean()
+                loss = prior.training_loss(x, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(prior.parameters(), 1.0)

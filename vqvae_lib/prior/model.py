@@ -25,7 +25,9 @@ with PixelCNN Decoders"). Three ideas:
    vertical stack's features. Together they cover every earlier cell
    (see ``figures.receptive_fields``).
 3. **Gates.** Each layer computes ``tanh(W_f * x) * sigmoid(W_g * x)`` (like an LSTM gate),
-   optionally with a class-dependent bias (here: position of the slice in the brain).
+   optionally with a class-dependent bias (here: position of the slice in the brain) and a
+   *spatial* one, ``V * s`` with ``V`` a 1x1 convolution of a conditioning map ``s`` (the paper's
+   ``h``-map; the hierarchical prior passes the upsampled top-level codes, see ``hierarchy``).
 
 Receptive fields and the square masked convolutions of the original PixelCNN live in
 ``receptive``; the transformer alternative in ``transformer``; training in ``fit``.
@@ -99,7 +101,7 @@ class GatedLayer(nn.Module):
     *same* position; that is allowed because the vertical stack only ever sees rows above.
     """
 
-    def __init__(self, channels: int, kernel_size: int, n_classes: int = 0):
+    def __init__(self, channels: int, kernel_size: int, n_classes: int = 0, map_channels: int = 0):
         super().__init__()
         C = channels
         self.kernel_size = kernel_size
@@ -108,11 +110,17 @@ class GatedLayer(nn.Module):
         self.v_to_h = nn.Conv2d(2 * C, 2 * C, 1)
         self.h_out = nn.Conv2d(C, C, 1)
         self.cond = nn.Embedding(n_classes, 2 * C) if n_classes > 0 else None
+        self.cond_map = nn.Conv2d(map_channels, 2 * C, 1) if map_channels > 0 else None
 
-    def cond_bias(self, y: torch.Tensor | None) -> torch.Tensor | float:
-        if self.cond is None or y is None:
-            return 0.0
-        return self.cond(y)[:, :, None, None]  # (B, 2C, 1, 1)
+    def cond_bias(self, y: torch.Tensor | None,
+                  cond_map: torch.Tensor | None = None) -> torch.Tensor | float:
+        """The layer's conditioning bias: class (B, 2C, 1, 1) plus map (B, 2C, h, w), or 0."""
+        bias = 0.0
+        if self.cond is not None and y is not None:
+            bias = self.cond(y)[:, :, None, None]  # (B, 2C, 1, 1)
+        if self.cond_map is not None and cond_map is not None:
+            bias = bias + self.cond_map(cond_map)  # (B, 2C, h, w)
+        return bias
 
     def vertical(self, v: torch.Tensor, bias) -> tuple[torch.Tensor, torch.Tensor]:
         v_pre = self.v_conv(v)                        # (B, 2C, h, w)
@@ -137,18 +145,19 @@ class GatedPixelCNN(CodePrior):
 
     def __init__(self, num_codes: int, channels: int = 64, n_layers: int = 8,
                  kernel_size: int = 3, first_kernel: int = 5, n_classes: int = 0,
-                 grid_size: tuple[int, int] | None = None):
+                 grid_size: tuple[int, int] | None = None, map_channels: int = 0):
         super().__init__()
         self.hparams = dict(num_codes=num_codes, channels=channels, n_layers=n_layers,
                             kernel_size=kernel_size, first_kernel=first_kernel, n_classes=n_classes,
-                            grid_size=None if grid_size is None else list(grid_size))
+                            grid_size=None if grid_size is None else list(grid_size),
+                            map_channels=map_channels)
         self.num_codes, self.n_classes = num_codes, n_classes
         self.grid_size = None if grid_size is None else tuple(grid_size)
         self.embed = nn.Embedding(num_codes, channels)
         self.position = (nn.Parameter(torch.zeros(channels, *grid_size)) if grid_size is not None
                          else None)  # (C, h, w)
         kernels = [first_kernel] + [kernel_size] * (n_layers - 1)
-        self.layers = nn.ModuleList(GatedLayer(channels, k, n_classes) for k in kernels)
+        self.layers = nn.ModuleList(GatedLayer(channels, k, n_classes, map_channels) for k in kernels)
         self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, channels, 1), nn.ReLU(),
                                   nn.Conv2d(channels, num_codes, 1))
         # How far back (in rows / columns) the output can look; sampling crops to this window.
@@ -167,8 +176,8 @@ class GatedPixelCNN(CodePrior):
             return e
         return e + self.position[:, row:row + codes.shape[1], col:col + codes.shape[2]]
 
-    def _biases(self, y):
-        return [layer.cond_bias(y) for layer in self.layers]
+    def _biases(self, y, cond_map=None):
+        return [layer.cond_bias(y, cond_map) for layer in self.layers]
 
     def vertical_stack(self, e: torch.Tensor, biases) -> list[torch.Tensor]:
         """Vertical-to-horizontal inputs for every layer; ``e`` is already down-shifted (mask A)."""
@@ -185,9 +194,10 @@ class GatedPixelCNN(CodePrior):
             h = layer.horizontal(h, vh, bias)
         return self.head(h)  # (B, K, h, w)
 
-    def forward_embedded(self, e: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    def forward_embedded(self, e: torch.Tensor, y: torch.Tensor | None = None,
+                         cond_map: torch.Tensor | None = None) -> torch.Tensor:
         """Logits from an embedded grid ``e`` (B, C, h, w); used to measure receptive fields."""
-        biases = self._biases(y)
+        biases = self._biases(y, cond_map)
         return self.horizontal_stack(right_shift(e), self.vertical_stack(down_shift(e), biases),
                                      biases)
 
@@ -196,15 +206,18 @@ class GatedPixelCNN(CodePrior):
             raise ValueError(f"this prior was built for {self.grid_size} code grids (it has a "
                              f"position embedding), got {tuple(shape)}")
 
-    def forward(self, codes: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, codes: torch.Tensor, y: torch.Tensor | None = None,
+                cond_map: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, K, h, w) for ``codes`` (B, h, w); ``y`` (B,) classes, ``cond_map``
+        (B, map_channels, h, w) a spatial condition (it may show every cell: it is not data)."""
         self._check_shape(codes.shape[1:])
-        return self.forward_embedded(self.embed_codes(codes), y)  # (B, K, h, w)
+        return self.forward_embedded(self.embed_codes(codes), y, cond_map)  # (B, K, h, w)
 
     # -- likelihood and sampling -------------------------------------------------------
     @torch.no_grad()
     def sample(self, n: int, shape: tuple[int, int], temperature: float | Sequence[float] = 1.0,
                y: torch.Tensor | None = None, generator: torch.Generator | None = None,
-               progress: bool = False) -> torch.Tensor:
+               progress: bool = False, cond_map: torch.Tensor | None = None) -> torch.Tensor:
         """Draw ``n`` code grids of ``shape`` (h, w) in raster order, all samples in one batch.
 
         ``temperature`` is one number or one per sample: logits are divided by it (T < 1 is more
@@ -217,7 +230,7 @@ class GatedPixelCNN(CodePrior):
         device = self.embed.weight.device
         temps, greedy = sampling_temperatures(temperature, n, device)  # (n, 1), (n,)
         y = None if y is None else torch.as_tensor(y, device=device).reshape(-1).expand(n)
-        biases = self._biases(y)
+        biases = self._biases(y, None if cond_map is None else cond_map.to(device))
         codes = torch.zeros(n, h, w, dtype=torch.long, device=device)
         was_training, threads = self.training, torch.get_num_threads()
         self.eval()
@@ -239,10 +252,20 @@ class GatedPixelCNN(CodePrior):
         """Fill row ``i`` of ``codes`` (n, h, w) in place, left to right."""
         r0 = max(0, i - self.reach)  # rows above that can still influence row i
         e_v = down_shift(self.embed_codes(codes[:, r0:i + 1], r0, 0))  # (n, C, rows, w)
-        v_to_h = [vh[:, :, -1:] for vh in self.vertical_stack(e_v, biases)]  # (n, 2C, 1, w)
+        v_biases = [_window(b, slice(r0, i + 1), slice(None)) for b in biases]
+        v_to_h = [vh[:, :, -1:] for vh in self.vertical_stack(e_v, v_biases)]  # (n, 2C, 1, w)
         for j in range(codes.shape[2]):
             c0 = max(0, j - self.reach)
             e_h = right_shift(self.embed_codes(codes[:, i:i + 1, c0:j + 1], i, c0))  # (n, C, 1, cols)
+            h_biases = [_window(b, slice(i, i + 1), slice(c0, j + 1)) for b in biases]
             logits = self.horizontal_stack(e_h, [vh[..., c0:j + 1] for vh in v_to_h],
-                                           biases)[:, :, 0, -1]  # (n, K)
+                                           h_biases)[:, :, 0, -1]  # (n, K)
             codes[:, i, j] = draw_codes(logits, temps, greedy, generator)
+
+
+def _window(bias, rows: slice, cols: slice):
+    """The part of a conditioning bias that a window of the grid sees: a spatial bias
+    (B, 2C, h, w) is cropped, a per-slice one (B, 2C, 1, 1) or 0 is used as it is."""
+    if isinstance(bias, torch.Tensor) and bias.shape[-1] > 1:
+        return bias[..., rows, cols]
+    return bias

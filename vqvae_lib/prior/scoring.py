@@ -20,7 +20,8 @@ from .fit import json_dumps
 from .generation import generation_scores
 from .segmenter import load_or_train_segmenter
 
-__all__ = ["RealSlices", "load_real", "read_folder", "score_images", "write_generation_json"]
+__all__ = ["RealSlices", "load_real", "read_folder", "score_images", "write_generation_json",
+           "generator_table"]
 
 
 class RealSlices:
@@ -43,6 +44,7 @@ class RealSlices:
                                 f"metrics need them (keras_png_slices_seg_{s}/).")
         self.size = size
         self.train, self.test = sets["train"].tensors(), sets["test"].tensors()
+        self.train_subjects, self.test_subjects = sets["train"].subjects, sets["test"].subjects
         self.train_masks = sets["train"].mask_tensors()
         self.test_masks = sets["test"].mask_tensors()
         key = f"{resolve_data_dir(data_dir)[0]}:{size}:{len(self.train)}"
@@ -87,19 +89,24 @@ def read_folder(folder, size: int) -> torch.Tensor:
     return torch.from_numpy(arr).float().div(255)[:, None]
 
 
-def score_images(images, real: RealSlices, n: int = 64) -> dict:
+def score_images(images, real: RealSlices, n: int = 64, groups=None) -> dict:
     """Generation metrics of ``images`` against ``real``, with floors and segmenter accuracy.
+    The 1-NN tests leave out whole subjects (see :mod:`vqvae_lib.prior.generation`).
 
     Args:
         images: (N, 1, H, W) slices in [0, 1] at ``real.size``.
         real: the real slices and segmenter.
         n: slices per side.
+        groups: (N,) subject of each image when they are not independent (reconstructions of
+            real slices); None for generated slices (each is a head of its own).
     """
     if images.shape[-1] != real.size:
         raise ValueError(f"images are {images.shape[-1]} px, the real slices {real.size} px")
     if len(images) < n:
         n = len(images)
-    scores = generation_scores(images, real.test, real.train, real.fractions, n=n)
+    scores = generation_scores(images, real.test, real.train, real.fractions, n=n,
+                               test_subjects=real.test_subjects,
+                               train_subjects=real.train_subjects, generated_groups=groups)
     scores["segmenter_test_accuracy"] = real.segmenter_accuracy
     return scores
 
@@ -113,3 +120,26 @@ def write_generation_json(path, scores: dict, **context) -> Path:
         **context: extra keys stored beside the scores.
     """
     return atomic_write_text(path, json_dumps({**context, **scores}))
+
+
+def generator_table(rows: list[dict]) -> str:
+    """The generators compared (``benchmarks/prior_compare.json``) as a markdown table: one line
+    per option and temperature; tissue W1 as a multiple of its floor (target: at most 2).
+
+    Args:
+        rows: the file's ``results``.
+    """
+    lines = ["| option | budget | steps | test NLL (bits/cell) | T | 1-NN shape (floor) | "
+             "1-NN intensity (floor) | precision / recall | tissue W1 / floor: CSF, grey, white |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        for T, s in r["by_temperature"].items():
+            w = s.get("tissue_w1", {})
+            ratio = ", ".join(f"{w[k]['generated'] / max(w[k]['floor'], 1e-9):.1f}"
+                              for k in ("CSF", "grey matter", "white matter") if k in w)
+            lines.append(
+                f"| {r['option']} | {r.get('budget', '')} | {r['steps']} | {r['test_bits']:.3f} | {T} | "
+                f"{s['one_nn_shape']['generated']:.2f} ({s['one_nn_shape']['floor']:.2f}) | "
+                f"{s['one_nn_intensity']['generated']:.2f} ({s['one_nn_intensity']['floor']:.2f}) | "
+                f"{s['precision']['generated']:.2f} / {s['recall']['generated']:.2f} | {ratio} |")
+    return "\n".join(lines)

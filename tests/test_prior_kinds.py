@@ -1,0 +1,197 @@
+"""The generators beyond the one-level PixelCNN: hierarchical (VQ-VAE-2-like), masked (MaskGIT-like)
+and clustered codes; each keeps the shared prior contract (nll_bits, training_loss, prepare,
+sample, rebuild from hparams) and its own notion of causality."""
+
+import math
+
+import pytest
+import torch
+
+from vqvae_lib.config import get_config
+from vqvae_lib.errors import ConfigError
+from vqvae_lib.prior.build import build_prior, prior_kind_of, rebuild_prior
+from vqvae_lib.prior.clustered import ClusteredCodePrior
+from vqvae_lib.prior.hierarchy import HierarchicalPrior
+from vqvae_lib.prior.masked import MaskedCodePrior, unmasked_counts
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+K, D, GRID = 12, 4, (8, 8)
+
+
+def _vectors() -> torch.Tensor:
+    """K code vectors in two well separated families (codes 0-5 near one point, 6-11 near another)."""
+    g = torch.Generator().manual_seed(0)
+    base = torch.cat([torch.zeros(6, D), torch.full((6, D), 5.0)])
+    return base + 0.1 * torch.randn(K, D, generator=g)
+
+
+def _grids(n: int = 24) -> torch.Tensor:
+    """Left half codes from family 0, right half from family 1 (a layout to learn)."""
+    g = torch.Generator().manual_seed(1)
+    grids = torch.randint(0, 6, (n, *GRID), generator=g)
+    grids[:, :, GRID[1] // 2:] += 6
+    return grids
+
+
+def _hierarchical(**kw) -> HierarchicalPrior:
+    torch.manual_seed(0)
+    prior = HierarchicalPrior(K, D, top_codes=4, factor=2, channels=8, n_layers=2, grid_size=GRID, **kw)
+    prior.code_vectors.copy_(_vectors())
+    prior.prepare(_grids())
+    return prior
+
+
+def _later_or_same(shape, t):
+    return torch.arange(shape[0] * shape[1]) >= t
+
+
+# ---- hierarchical -----------------------------------------------------------------------------
+def test_top_codes_summarise_blocks_and_separate_the_two_families():
+    prior = _hierarchical()
+    top = prior.top_codes(_grids())
+    assert top.shape == (24, 4, 4)
+    left, right = top[:, :, :2].unique(), top[:, :, 2:].unique()
+    assert set(left.tolist()).isdisjoint(right.tolist()), "blocks of different families share a top code"
+
+
+def test_hierarchical_levels_are_each_causal():
+    """The top prior is causal over the top grid; the bottom prior, given a fixed top grid, over
+    the bottom grid (it may see the whole top grid: that is conditioning, not data)."""
+    prior = _hierarchical().eval()
+    codes = _grids(2)
+    top = prior.top_codes(codes)
+    cond = prior.cond_map(top)
+    T = GRID[0] * GRID[1]
+    for t in (0, 9, 30, T - 1):
+        changed = codes.clone().flatten(1)
+        changed[:, t:] = torch.randint(0, K, (2, T - t))
+        a = prior.bottom(codes, None, cond).flatten(2)[:, :, : t + 1]
+        b = prior.bottom(changed.view(2, *GRID), None, cond).flatten(2)[:, :, : t + 1]
+        assert torch.allclose(a, b, atol=1e-5), f"bottom logits up to cell {t} saw later codes"
+    for t in (0, 5, 15):
+        changed = top.clone().flatten(1)
+        changed[:, t:] = (changed[:, t:] + 1) % 4
+        a = prior.top(top).flatten(2)[:, :, : t + 1]
+        b = prior.top(changed.view(2, 4, 4)).flatten(2)[:, :, : t + 1]
+        assert torch.allclose(a, b, atol=1e-5), f"top logits up to cell {t} saw later top codes"
+
+
+def test_hierarchical_nll_is_the_two_part_code_and_training_lowers_it():
+    prior = _hierarchical()
+    data = _grids()
+    top_bits, bottom_bits = prior.level_bits(data)
+    assert torch.allclose(prior.nll_bits(data), bottom_bits + top_bits / 4)
+    with torch.no_grad():
+        before = float(prior.nll_bits(data).mean())
+    opt = torch.optim.Adam(prior.parameters(), lr=3e-3)
+    for _ in range(40):
+        loss = prior.training_loss(data)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        after = float(prior.nll_bits(data).mean())
+    assert after < before - 0.3
+
+
+def test_hierarchical_samples_and_survives_a_rebuild():
+    prior = _hierarchical(n_classes=2)
+    top, codes = prior.sample_levels(3, GRID, temperature=1.0, y=torch.tensor(1),
+                                     generator=torch.Generator().manual_seed(0))
+    assert top.shape == (3, 4, 4) and codes.shape == (3, *GRID)
+    assert codes.min() >= 0 and codes.max() < K
+    again = rebuild_prior(prior_kind_of(prior), prior.hparams)
+    again.load_state_dict(prior.state_dict())
+    data = _grids(4)
+    with torch.no_grad():
+        assert torch.allclose(again.nll_bits(data), prior.nll_bits(data))
+    with pytest.raises(ValueError, match="divisible"):
+        HierarchicalPrior(K, D, factor=3, grid_size=GRID)
+
+
+def test_prepare_refuses_a_prior_without_code_vectors():
+    prior = HierarchicalPrior(K, D, top_codes=4, factor=2, channels=8, n_layers=1, grid_size=GRID)
+    with pytest.raises(RuntimeError, match="code_vectors"):
+        prior.prepare(_grids())
+
+
+# ---- masked -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("cells,steps", [(64, 8), (1024, 12), (5, 8)])
+def test_unmasked_counts_grow_to_every_cell(cells, steps):
+    counts = unmasked_counts(cells, steps)
+    assert len(counts) == steps and counts[-1] == cells
+    assert all(b > a for a, b in zip(counts, counts[1:], strict=False) if a < cells)
+
+
+def test_masked_prior_nll_is_a_proper_code_length_and_training_lowers_it():
+    torch.manual_seed(0)
+    prior = MaskedCodePrior(K, channels=8, n_layers=2, grid_size=GRID, steps=4)
+    data = _grids()
+    prior.prepare(data)
+    with torch.no_grad():
+        before = prior.nll_bits(data)
+    assert before.shape == (24,) and (before > 0).all()
+    assert float(before.mean()) < math.log2(K) + 0.1   # starts near the unigram, not above uniform
+    opt = torch.optim.Adam(prior.parameters(), lr=3e-3)
+    for _ in range(60):
+        loss = prior.training_loss(data)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        after = float(prior.nll_bits(data).mean())
+    assert after < float(before.mean()) - 0.3
+
+
+def test_masked_prior_samples_every_cell_reproducibly():
+    torch.manual_seed(0)
+    prior = MaskedCodePrior(K, channels=8, n_layers=2, n_classes=2, grid_size=GRID, steps=5)
+    a = prior.sample(3, GRID, [0.5, 1.0, 0.0], y=torch.tensor(0), generator=torch.Generator().manual_seed(3))
+    b = prior.sample(3, GRID, [0.5, 1.0, 0.0], y=torch.tensor(0), generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+    assert a.min() >= 0 and a.max() < K, "a hidden cell was left in the sample"
+
+
+# ---- clustered --------------------------------------------------------------------------------
+def _clustered() -> ClusteredCodePrior:
+    torch.manual_seed(0)
+    prior = ClusteredCodePrior(K, D, groups=2, channels=8, n_layers=2, grid_size=GRID)
+    prior.code_vectors.copy_(_vectors())
+    prior.prepare(_grids())
+    return prior
+
+
+def test_clustered_groups_follow_the_code_vectors_and_probabilities_sum_to_one():
+    prior = _clustered()
+    assert prior.group_of[:6].unique().numel() == 1 and prior.group_of[6:].unique().numel() == 1
+    assert prior.group_of[0] != prior.group_of[6]
+    logp = prior(_grids(2))                                   # (B, K, h, w) log-probabilities
+    assert torch.allclose(logp.logsumexp(1), torch.zeros(2, *GRID), atol=1e-5)
+
+
+def test_clustered_prior_is_causal_and_samples_representatives():
+    prior = _clustered().eval()
+    codes = _grids(2)
+    T = GRID[0] * GRID[1]
+    for t in (0, 20, T - 1):
+        changed = codes.clone().flatten(1)
+        changed[:, t:] = torch.randint(0, K, (2, T - t))
+        a = prior(codes).flatten(2)[:, :, : t + 1]
+        b = prior(changed.view(2, *GRID)).flatten(2)[:, :, : t + 1]
+        assert torch.allclose(a, b, atol=1e-5)
+    drawn = prior.sample(4, GRID, 1.0, generator=torch.Generator().manual_seed(0))
+    assert set(drawn.unique().tolist()) <= set(prior.representative.tolist())
+
+
+# ---- the config chooses, and says what it knows -----------------------------------------------
+@pytest.mark.parametrize("kind", ["pixelcnn", "transformer", "hierarchical", "masked", "clustered"])
+def test_every_prior_kind_builds_from_the_smoke_config(kind):
+    cfg = get_config("smoke", prior_kind=kind, prior_top_factor=2, prior_top_codes=4)
+    prior = build_prior(cfg, n_classes=2, code_vectors=torch.randn(cfg.codebook_size, cfg.code_dim))
+    assert prior_kind_of(prior) == kind
+
+
+def test_unknown_prior_kind_lists_the_choices():
+    with pytest.raises(ConfigError, match="clustered"):
+        get_config("cpu", prior_kind="diffusion")
