@@ -206,9 +206,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cpu": dict(
         image_size=128, hidden_channels=64, res_channels=32, n_res_blocks=2, downsample=4,
         codebook_size=512, code_dim=64, quantizer="ema", kmeans_init=True,
-        dead_code_steps=100, ssim_weight=0.5, batch_size=16, lr=1.5e-3, epochs=30, max_minutes=5.0,
+        dead_code_steps=100, ssim_weight=0.5, batch_size=16, lr=1.5e-3, epochs=30, max_minutes=4.5,
         warmup_steps=100, prior_kind="hierarchical", prior_top_factor=4, prior_top_codes=64,
-        prior_channels=64, prior_layers=8, prior_epochs=10, prior_max_minutes=4.0, prior_lr=2e-3,
+        prior_channels=64, prior_layers=8, prior_epochs=10, prior_max_minutes=3.5, prior_lr=2e-3,
         prior_batch_size=4, prior_cond_bins=4, prior_temperature=1.0, prior_samples=64,
     ),
     # Seconds: tests and CI.
