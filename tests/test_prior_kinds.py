@@ -63,6 +63,14 @@ def test_top_codes_summarise_blocks_and_separate_the_two_families():
     assert set(left.tolist()).isdisjoint(right.tolist()), "blocks of different families share a top code"
 
 
+def test_top_codes_do_not_depend_on_autocast():
+    prior = _hierarchical()
+    data = _grids()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = prior.top_codes(data)
+    assert torch.equal(mixed, prior.top_codes(data))
+
+
 def test_hierarchical_levels_are_each_causal():
     """The top prior is causal over the top grid; the bottom prior, given a fixed top grid, over
     the bottom grid (it may see the whole top grid: that is conditioning, not data)."""

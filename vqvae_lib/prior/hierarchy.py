@@ -100,9 +100,11 @@ class HierarchicalPrior(CodePrior):
         return F.avg_pool2d(z, self.factor).permute(0, 2, 3, 1)         # (B, h/f, w/f, D)
 
     def top_codes(self, codes: torch.Tensor) -> torch.Tensor:
-        """(B, h, w) bottom codes -> (B, h/f, w/f) top codes (nearest centroid of block means)."""
-        m = self.block_means(codes)
-        return nearest_codes(m.reshape(-1, m.shape[-1]), self.top_centroids).view(m.shape[:3])
+        """(B, h, w) bottom codes -> (B, h/f, w/f) top codes (nearest centroid of block means).
+        Always in float32, also under bf16 autocast: a top code must not depend on precision."""
+        with torch.autocast(codes.device.type, enabled=False):
+            m = self.block_means(codes)
+            return nearest_codes(m.reshape(-1, m.shape[-1]), self.top_centroids).view(m.shape[:3])
 
     @torch.no_grad()
     def prepare(self, train_codes: torch.Tensor, batch: int = 256) -> None:
