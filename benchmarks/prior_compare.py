@@ -33,6 +33,7 @@ from vqvae_lib.prior.build import build_prior
 from vqvae_lib.prior.fit import train_prior
 from vqvae_lib.prior.sample import generate
 from vqvae_lib.prior.scoring import generator_table, load_real, score_images
+from vqvae_lib.prior.words import RENDER_RULES
 
 OPTIONS = {
     "pixelcnn": dict(prior_kind="pixelcnn", prior_channels=64, prior_layers=8, prior_cond_bins=0),
@@ -51,7 +52,14 @@ OPTIONS = {
                          prior_cond_bins=4),
     "clustered_cond4": dict(prior_kind="clustered", prior_channels=64, prior_layers=8,
                             prior_top_codes=64, prior_cond_bins=4),
+    "words_cond4_mirror": dict(prior_kind="words", prior_channels=128, prior_layers=4,
+                               prior_heads=4, prior_top_factor=4, prior_top_codes=1024,
+                               prior_cond_bins=4, prior_mirror=True),
+    "words_cond4": dict(prior_kind="words", prior_channels=128, prior_layers=4, prior_heads=4,
+                        prior_top_factor=4, prior_top_codes=1024, prior_cond_bins=4),
 }
+"""Options a run can train. A ``words`` prior is sampled once per render rule (RENDER_RULES): the
+rule changes only how drawn words become codes, so one trained prior gives a row per rule."""
 
 
 def step_cpu_seconds(overrides: dict, latent: int, K: int, batch: int, steps: int) -> float:
@@ -96,20 +104,27 @@ def run(args) -> None:
     train_cpu, train_wall = time.process_time() - c0, time.perf_counter() - t0
     vqvae, _, _ = load_model(args.checkpoint)
     real = load_real(args.data_dir, vcfg.image_size, args.out)
-    result = {"option": name, "overrides": overrides, "steps": res.metrics["steps"],
-              "budget": f"{args.minutes} min wall" if args.minutes else f"{args.cpu_seconds} CPU-s",
-              "step_cpu_seconds": per_step, "train_cpu_seconds": train_cpu,
-              "train_wall_seconds": train_wall, "test_bits": res.metrics["test_bits"],
-              "unigram_test_bits": res.metrics["unigram_test"], "by_temperature": {}}
-    for T in args.temperatures:
-        c1 = time.process_time()
-        out = generate(res.prior, vqvae, args.n, T, seed=0)
-        sample_cpu = time.process_time() - c1
-        s = score_images(out["images"], real, n=args.n)  # 1-NN: leave one subject out
-        torch.save(out["images"][:16], run_dir / f"samples_T{T:g}.pt")
-        result["by_temperature"][f"{T:g}"] = {"sample_cpu_seconds": sample_cpu, **s}
-        print(name, T, json.dumps({k: s[k] for k in ("one_nn_shape", "one_nn_intensity")}), flush=True)
-    (Path(args.out) / f"{name}.json").write_text(json.dumps(result, indent=1))
+    renders = RENDER_RULES if overrides["prior_kind"] == "words" else (None,)
+    for rule in renders:
+        row = name if rule is None else f"{name} ({rule} render)"
+        if rule is not None:
+            res.prior.render = rule
+        result = {"option": row, "overrides": overrides, "steps": res.metrics["steps"],
+                  "budget": f"{args.minutes} min wall" if args.minutes else f"{args.cpu_seconds} CPU-s",
+                  "step_cpu_seconds": per_step, "train_cpu_seconds": train_cpu,
+                  "train_wall_seconds": train_wall, "test_bits": res.metrics["test_bits"],
+                  "unigram_test_bits": res.metrics["unigram_test"], "by_temperature": {}}
+        for T in args.temperatures:
+            c1 = time.process_time()
+            out = generate(res.prior, vqvae, args.n, T, seed=0)
+            sample_cpu = time.process_time() - c1
+            s = score_images(out["images"], real, n=args.n)  # 1-NN: leave one subject out
+            torch.save(out["images"][:16], run_dir / f"samples_{rule or 'codes'}_T{T:g}.pt")
+            result["by_temperature"][f"{T:g}"] = {"sample_cpu_seconds": sample_cpu, **s}
+            print(row, T, json.dumps({k: s[k] for k in ("one_nn_shape", "one_nn_intensity")}),
+                  flush=True)
+        stem = name if rule is None else f"{name}_{rule}"
+        (Path(args.out) / f"{stem}.json").write_text(json.dumps(result, indent=1))
 
 
 def merge(args) -> None:

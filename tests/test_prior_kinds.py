@@ -1,5 +1,5 @@
-"""The generators beyond the one-level PixelCNN: hierarchical (VQ-VAE-2-like), masked (MaskGIT-like)
-and clustered codes; each keeps the shared prior contract (nll_bits, training_loss, prepare,
+"""The generators beyond the one-level PixelCNN: hierarchical (VQ-VAE-2-like), masked (MaskGIT-like),
+clustered codes and patch words; each keeps the shared prior contract (nll_bits, training_loss, prepare,
 sample, rebuild from hparams) and its own notion of causality."""
 
 import math
@@ -13,6 +13,7 @@ from vqvae_lib.prior.build import build_prior, prior_kind_of, rebuild_prior
 from vqvae_lib.prior.clustered import ClusteredCodePrior
 from vqvae_lib.prior.hierarchy import HierarchicalPrior
 from vqvae_lib.prior.masked import MaskedCodePrior, unmasked_counts
+from vqvae_lib.prior.words import RENDER_RULES, PatchWordPrior
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -184,8 +185,99 @@ def test_clustered_prior_is_causal_and_samples_representatives():
     assert set(drawn.unique().tolist()) <= set(prior.representative.tolist())
 
 
+# ---- patch words ------------------------------------------------------------------------------
+def _words(**kw) -> PatchWordPrior:
+    torch.manual_seed(0)
+    prior = PatchWordPrior(K, D, words=4, patch=2, channels=8, n_layers=2, heads=2, grid_size=GRID, **kw)
+    prior.code_vectors.copy_(_vectors())
+    prior.prepare(_grids())
+    return prior
+
+
+def test_patches_round_trip_and_words_separate_the_two_families():
+    prior = _words()
+    data = _grids()
+    patches = prior.code_patches(data)
+    assert patches.shape == (24, 4, 4, 4)
+    assert torch.equal(patches[0, 0, 1], torch.stack([data[0, 0, 2], data[0, 0, 3], data[0, 1, 2], data[0, 1, 3]]))
+    assert torch.equal(prior.from_patches(patches), data)
+    words = prior.words_of(data)
+    assert set(words[:, :, :2].unique().tolist()).isdisjoint(words[:, :, 2:].unique().tolist())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(prior.words_of(data), words)
+
+
+def test_word_table_is_a_distribution_and_renders_the_right_family():
+    prior = _words()
+    assert torch.allclose(prior.log_table.float().exp().sum(-1), torch.ones(4, 4), atol=1e-2)
+    logp = prior(_grids(2))                                      # (B, K, h, w) log p(code | word)
+    assert logp.shape == (2, K, *GRID)
+    assert torch.allclose(logp.logsumexp(1), torch.zeros(2, *GRID), atol=1e-2)
+    words = prior.words_of(_grids(3))
+    for rule in RENDER_RULES:
+        prior.render = rule
+        codes = prior.render_words(words)
+        assert codes.shape == (3, *GRID)
+        assert (codes[:, :, :4] < 6).all() and (codes[:, :, 4:] >= 6).all(), rule
+    # medoids and exemplars are patches that occur in the training grids, under their own word
+    train = _grids()
+    seen = {(int(w), tuple(p.tolist())) for w, p in zip(prior.words_of(train).flatten(),
+                                                        prior.code_patches(train).flatten(0, 2), strict=True)}
+    for w in prior.words_of(train).unique():
+        assert (int(w), tuple(prior.medoids[w].tolist())) in seen
+        assert all((int(w), tuple(e.tolist())) in seen for e in prior.exemplars[w, : prior.n_exemplars[w]])
+
+
+def test_word_prior_is_causal_over_words():
+    prior = _words().eval()
+    words = prior.words_of(_grids(2))
+    T = words[0].numel()
+    for t in (0, 5, T - 1):
+        changed = words.clone().flatten(1)
+        changed[:, t:] = (changed[:, t:] + 1) % 4
+        a = prior.words(words).flatten(2)[:, :, : t + 1]
+        b = prior.words(changed.view_as(words)).flatten(2)[:, :, : t + 1]
+        assert torch.allclose(a, b, atol=1e-5), f"word logits up to word {t} saw later words"
+
+
+def test_word_nll_is_the_two_part_code_and_training_lowers_it():
+    prior = _words()
+    data = _grids()
+    word_bits, code_bits = prior.level_bits(data)
+    assert torch.allclose(prior.nll_bits(data), code_bits + word_bits / 4)
+    with torch.no_grad():
+        before = float(prior.nll_bits(data).mean())
+    after = _train(prior, data, 60)
+    assert after < before - 0.1
+    with torch.no_grad():   # only the word part can move: the table is fixed
+        assert torch.allclose(prior.level_bits(data)[1], code_bits, atol=1e-5)
+
+
+def test_word_prior_samples_and_survives_a_rebuild():
+    prior = _words(n_classes=2)
+    words, codes = prior.sample_levels(3, GRID, temperature=1.0, y=torch.tensor(1),
+                                       generator=torch.Generator().manual_seed(0))
+    assert words.shape == (3, 4, 4) and codes.shape == (3, *GRID)
+    for w, patch in zip(words.flatten(), prior.code_patches(codes).flatten(0, 2), strict=True):
+        kept = prior.exemplars[w, : prior.n_exemplars[w]]            # the word's training patches
+        assert (kept == patch).all(1).any(), "a rendered patch is not one of its word's exemplars"
+    prior.render = "mode"
+    assert torch.equal(prior.sample_levels(3, GRID, 1.0, torch.tensor(1), torch.Generator().manual_seed(0))[1],
+                       prior.render_words(words)), "mode rendering is not a function of the words"
+    assert prior.layout_vectors(words).shape == (3, D, *GRID)
+    again = rebuild_prior(prior_kind_of(prior), prior.hparams)
+    again.load_state_dict(prior.state_dict())
+    data = _grids(4)
+    with torch.no_grad():
+        assert torch.allclose(again.nll_bits(data), prior.nll_bits(data))
+    with pytest.raises(ValueError, match="divisible"):
+        PatchWordPrior(K, D, patch=3, grid_size=GRID)
+    with pytest.raises(ValueError, match="render"):
+        PatchWordPrior(K, D, patch=2, grid_size=GRID, render="mean")
+
+
 # ---- the config chooses, and says what it knows -----------------------------------------------
-@pytest.mark.parametrize("kind", ["pixelcnn", "transformer", "hierarchical", "masked", "clustered"])
+@pytest.mark.parametrize("kind", ["pixelcnn", "transformer", "hierarchical", "masked", "clustered", "words"])
 def test_every_prior_kind_builds_from_the_smoke_config(kind):
     cfg = get_config("smoke", prior_kind=kind, prior_top_factor=2, prior_top_codes=4)
     prior = build_prior(cfg, n_classes=2, code_vectors=torch.randn(cfg.codebook_size, cfg.code_dim))

@@ -94,12 +94,15 @@ class Config:
     prior_max_minutes: float = 0.0
     prior_max_steps: int = 0       # >0: stop after this many optimiser steps (equal-budget comparisons)
     prior_cond_bins: int = 0       # >0: condition the prior on slice position (that many bins)
+    prior_mirror: bool = False     # also train on every training slice mirrored across the midline
     prior_kind: str = "pixelcnn"   # "pixelcnn" (gated PixelCNN) | "transformer" (causal, raster
                                    # order) | "hierarchical" (top layout grid, then PixelCNN given it)
                                    # | "masked" (MaskGIT-style: parallel rounds, most confident first)
+                                   # | "clustered" (PixelCNN over groups of near-synonym codes)
+                                   # | "words" (transformer over k-means patch words, rendered back)
     prior_steps: int = 12          # masked: rounds of parallel decoding
-    prior_top_factor: int = 4      # hierarchical: a top cell summarises factor x factor code cells
-    prior_top_codes: int = 64      # hierarchical: k-means centroids of the top level
+    prior_top_factor: int = 4      # hierarchical/words: a top cell (word) covers factor x factor code cells
+    prior_top_codes: int = 64      # hierarchical/words: k-means centroids of the top level (words)
     prior_heads: int = 4           # attention heads (transformer prior)
     prior_temperature: float = 1.0  # sampling temperature notebook 06 recommends for this preset
     prior_samples: int = 64        # slices notebook 06 generates for the generation metrics
@@ -198,8 +201,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         image_size=256, hidden_channels=128, res_channels=64, n_res_blocks=2, downsample=4,
         codebook_size=512, code_dim=64, quantizer="ema", kmeans_init=True,
         dead_code_steps=100, ssim_weight=0.5, batch_size=64, lr=2e-3, epochs=40, warmup_steps=200,
-        prior_kind="hierarchical", prior_top_factor=4, prior_top_codes=128, prior_channels=128,
-        prior_layers=12, prior_epochs=40, prior_lr=1e-3, prior_cond_bins=4, prior_batch_size=32,
+        prior_kind="words", prior_top_factor=4, prior_top_codes=1024, prior_channels=256,
+        prior_layers=8, prior_heads=8, prior_epochs=200, prior_lr=1e-3, prior_cond_bins=4,
+        prior_mirror=True, prior_batch_size=32,
         prior_samples=128,
     ),
     # Our recipe on a 2-core laptop CPU.
@@ -207,9 +211,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         image_size=128, hidden_channels=64, res_channels=32, n_res_blocks=2, downsample=4,
         codebook_size=512, code_dim=64, quantizer="ema", kmeans_init=True,
         dead_code_steps=100, ssim_weight=0.5, batch_size=16, lr=1.5e-3, epochs=30, max_minutes=4.5,
-        warmup_steps=100, prior_kind="hierarchical", prior_top_factor=4, prior_top_codes=64,
-        prior_channels=64, prior_layers=8, prior_epochs=10, prior_max_minutes=3.5, prior_lr=2e-3,
-        prior_batch_size=4, prior_cond_bins=4, prior_temperature=1.0, prior_samples=64,
+        warmup_steps=100, prior_kind="words", prior_top_factor=4, prior_top_codes=1024,
+        prior_channels=128, prior_layers=4, prior_heads=4, prior_epochs=1000, prior_max_minutes=3.5,
+        prior_lr=1e-3, prior_batch_size=16, prior_cond_bins=4, prior_mirror=True,
+        prior_temperature=1.0, prior_samples=64,
     ),
     # Seconds: tests and CI.
     "smoke": dict(
@@ -217,8 +222,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         codebook_size=32, code_dim=8, quantizer="ema", kmeans_init=True,
         dead_code_steps=20, ssim_weight=0.5, batch_size=16, lr=2e-3, epochs=3, warmup_steps=5,
         max_train_images=256, max_eval_images=64,
-        prior_kind="hierarchical", prior_top_codes=16,
-        prior_channels=16, prior_layers=3, prior_epochs=2, prior_batch_size=32, prior_lr=3e-3,
+        prior_kind="words", prior_top_codes=16,
+        prior_channels=16, prior_layers=2, prior_epochs=2, prior_batch_size=32, prior_lr=3e-3,
     ),
 }
 

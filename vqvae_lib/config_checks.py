@@ -69,7 +69,8 @@ _NON_NEGATIVE = ("max_train_images", "max_eval_images", "n_res_blocks", "beta", 
 _CHOICES = {"data_range": ("01", "pm1"), "norm": ("batch", "group", "none"),
             "out_activation": ("tanh", "sigmoid", "none"), "quantizer": ("loss", "ema", "fsq", "rvq"),
             "scheduler": ("cosine", "step", "constant"), "prior_kind": ("pixelcnn", "transformer",
-                                                                   "hierarchical", "masked", "clustered")}
+                                                                   "hierarchical", "masked", "clustered",
+                                                                   "words")}
 
 
 def validate(cfg) :

@@ -2,7 +2,9 @@
 
 ``model`` (gated PixelCNN), ``transformer`` (causal transformer), ``hierarchy`` (a top layout
 grid, then the codes given it), ``masked`` (MaskGIT-style parallel decoding), ``clustered`` (a
-PixelCNN over groups of near-synonym codes), ``build`` (which prior a config asks for), ``codes`` (encoded splits, cached), ``fit`` (training), ``store`` (loading),
+PixelCNN over groups of near-synonym codes), ``words`` (a transformer over k-means patch words,
+rendered back into codes), ``build`` (which prior a config asks for), ``codes`` (encoded splits,
+cached), ``fit`` (training), ``store`` (loading),
 ``reuse`` (train or reload), ``sample`` (generate, write PNGs, novelty), ``generation`` (sample
 quality metrics), ``segmenter`` (tissue fractions), ``scoring`` (metrics against the real data),
 ``cli``. Figures and widgets are imported on their own: ``from vqvae_lib.prior import figures``.
@@ -21,10 +23,12 @@ from .sample import default_labels, generate, novelty, write_samples
 from .scoring import generator_table, load_real, score_images, write_generation_json
 from .store import find_vqvae_checkpoint, load_prior
 from .transformer import CodeTransformer
+from .words import PatchWordPrior
 
 __all__ = ["PRIOR_KINDS", "ClusteredCodePrior", "CodeTransformer", "GatedPixelCNN",
-           "HierarchicalPrior", "MaskedCodePrior", "PriorRun", "all_codes", "baseline_bits",
+           "HierarchicalPrior", "MaskedCodePrior", "PatchWordPrior", "PriorRun", "all_codes", "baseline_bits",
            "build_prior", "decode_layout", "default_labels", "evaluate_bits",
-           "find_vqvae_checkpoint", "generate", "generation_scores", "generator_table", "load_prior", "load_real", "novelty", "one_nn_accuracy",
+           "find_vqvae_checkpoint", "generate", "generation_scores", "generator_table", "load_prior",
+           "load_real", "novelty", "one_nn_accuracy",
            "precision_recall", "rebuild_prior", "score_images", "slice_bins", "split_codes",
            "train_or_load_prior", "train_prior", "write_generation_json", "write_samples"]

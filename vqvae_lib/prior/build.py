@@ -15,12 +15,13 @@ from .hierarchy import HierarchicalPrior
 from .masked import MaskedCodePrior
 from .model import GatedPixelCNN
 from .transformer import CodeTransformer
+from .words import PatchWordPrior
 
 __all__ = ["PRIOR_KINDS", "build_prior", "rebuild_prior", "prior_kind_of"]
 
 PRIOR_KINDS = {"pixelcnn": GatedPixelCNN, "transformer": CodeTransformer,
                "hierarchical": HierarchicalPrior, "masked": MaskedCodePrior,
-               "clustered": ClusteredCodePrior}
+               "clustered": ClusteredCodePrior, "words": PatchWordPrior}
 """``prior_kind`` -> class. All share ``forward(codes, y)``, ``nll_bits``, ``training_loss``,
 ``prepare``, ``sample`` and ``hparams``."""
 
@@ -34,10 +35,10 @@ def build_prior(cfg, n_classes: int = 0, code_vectors=None) -> nn.Module:
             ``codebook_size``, ``code_dim``, ``latent_size``).
         n_classes: slice-position classes (``prior_cond_bins``; 0 = unconditional).
         code_vectors: (K, D) the VQ-VAE's code vectors (``hierarchy.code_vector_table``);
-            needed by the hierarchical prior, ignored by the others.
+            needed by the hierarchical, clustered and words priors, ignored by the others.
     """
     grid = (cfg.latent_size, cfg.latent_size)
-    if cfg.prior_kind in ("hierarchical", "clustered") and code_vectors is None:
+    if cfg.prior_kind in ("hierarchical", "clustered", "words") and code_vectors is None:
         raise ValueError(f"the {cfg.prior_kind} prior needs the VQ-VAE's code vectors "
                          "(code_vector_table(vqvae))")
     if cfg.prior_kind == "clustered":
@@ -52,6 +53,13 @@ def build_prior(cfg, n_classes: int = 0, code_vectors=None) -> nn.Module:
                                   top_codes=cfg.prior_top_codes, factor=cfg.prior_top_factor,
                                   channels=cfg.prior_channels, n_layers=cfg.prior_layers,
                                   n_classes=n_classes, grid_size=grid, seed=cfg.seed)
+        prior.code_vectors.copy_(code_vectors)
+        return prior
+    if cfg.prior_kind == "words":
+        prior = PatchWordPrior(cfg.codebook_size, code_vectors.shape[1], words=cfg.prior_top_codes,
+                               patch=cfg.prior_top_factor, channels=cfg.prior_channels,
+                               n_layers=cfg.prior_layers, heads=cfg.prior_heads,
+                               n_classes=n_classes, grid_size=grid, seed=cfg.seed)
         prior.code_vectors.copy_(code_vectors)
         return prior
     if cfg.prior_kind == "masked":

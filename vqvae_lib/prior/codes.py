@@ -24,7 +24,7 @@ __all__ = ["split_codes", "all_codes", "slice_bins", "condition_labels"]
 
 
 def split_codes(vqvae, checkpoint, cfg: Config, split: str, data_dir=None, run_dir=None,
-                device="cpu", refresh: bool = False) -> dict:
+                device="cpu", refresh: bool = False, mirror: bool = False) -> dict:
     """The code grids of one split, cached per checkpoint content.
 
     Args:
@@ -36,13 +36,19 @@ def split_codes(vqvae, checkpoint, cfg: Config, split: str, data_dir=None, run_d
         run_dir: where ``prior/codes_<split>.pt`` lives (None: no cache).
         device: where to encode.
         refresh: re-encode even if the cache matches.
+        mirror: encode every slice mirrored across the midline first (rows flipped: in these axial
+            slices the midline runs left to right, so this swaps the hemispheres). A brain is
+            nearly symmetric, so the mirrored slices are new, plausible training grids for the
+            prior (``prior_mirror``); cached as ``codes_<split>_mirrored.pt``.
 
     Returns:
         ``{"codes": (N, h, w) long, "slice_index": (N,) long}``.
     """
     limit = cfg.max_train_images if split == "train" else cfg.max_eval_images
-    cache = Path(run_dir) / "prior" / f"codes_{split}.pt" if run_dir else None
-    key = f"{file_hash(checkpoint)}:{resolve_data_dir(data_dir)[0]}:{limit}:{cfg.image_size}"
+    name = f"codes_{split}{'_mirrored' if mirror else ''}.pt"
+    cache = Path(run_dir) / "prior" / name if run_dir else None
+    key = f"{file_hash(checkpoint)}:{resolve_data_dir(data_dir)[0]}:{limit}:{cfg.image_size}" \
+        + (":mirrored" if mirror else "")
     if cache is not None and cache.is_file() and not refresh:
         try:
             blob = torch.load(cache, weights_only=True)
@@ -53,6 +59,8 @@ def split_codes(vqvae, checkpoint, cfg: Config, split: str, data_dir=None, run_d
     slices = load_split(split, data_dir, size=cfg.image_size, masks=False, verbose=False)
     keep = evenly_spaced(len(slices.images), limit)
     images = slices.tensors()[torch.as_tensor(keep)]                         # (N, 1, H, W)
+    if mirror:
+        images = images.flip(-2)                                             # swap hemispheres
     codes = encode(vqvae, images, device=device)                             # (N, h, w)
     index = torch.as_tensor(np.asarray(slices.slice_index)[keep], dtype=torch.long)
     if cache is not None:

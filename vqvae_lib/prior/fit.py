@@ -30,7 +30,7 @@ from ..metrics import code_entropy
 from ..runlock import run_lock
 from ..runtime import pick_device, seed_everything
 from .build import build_prior, prior_kind_of
-from .codes import all_codes, condition_labels
+from .codes import all_codes, condition_labels, split_codes
 from .draw import start_at_unigram
 from .hierarchy import code_vector_table
 from .store import PRIOR_CHECKPOINT_KIND, load_prior
@@ -155,6 +155,12 @@ def fit_prior(checkpoint, data_dir=None, run_dir=None, device=None, verbose: boo
     labels, cond = condition_labels(codes, cfg.prior_cond_bins)
     prior = build_prior(cfg, n_classes=cfg.prior_cond_bins, code_vectors=code_vector_table(vqvae))
     prior.prepare(train_codes)  # unigram start (and the top-level codebook of a hierarchy)
+    if cfg.prior_mirror:        # twice the training grids: every slice also mirrored (a copy)
+        mirrored = split_codes(vqvae, checkpoint, cfg, "train", data_dir, run_dir, device,
+                               mirror=True)["codes"]
+        train_codes = torch.cat([train_codes, mirrored])
+        if labels["train"] is not None:
+            labels = {**labels, "train": torch.cat([labels["train"], labels["train"]])}
     prior.to(device)
     opt = torch.optim.Adam(prior.parameters(), lr=cfg.prior_lr)
     n, bs = len(train_codes), cfg.prior_batch_size

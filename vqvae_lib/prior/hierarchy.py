@@ -128,6 +128,11 @@ class HierarchicalPrior(CodePrior):
         e = e + self.top_context(e)
         return F.interpolate(e, scale_factor=self.factor, mode="nearest")  # (B, C, h, w)
 
+    def layout_vectors(self, top: torch.Tensor) -> torch.Tensor:
+        """(B, h/f, w/f) top codes -> (B, D, h, w): every block filled with its centroid."""
+        z = self.top_centroids[top].permute(0, 3, 1, 2)                    # (B, D, h/f, w/f)
+        return F.interpolate(z, scale_factor=self.factor, mode="nearest")
+
     # -- likelihood --------------------------------------------------------------------------
     def level_bits(self, codes: torch.Tensor, y: torch.Tensor | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -176,17 +181,17 @@ class HierarchicalPrior(CodePrior):
 
 
 @torch.no_grad()
-def decode_layout(prior: HierarchicalPrior, vqvae, top: torch.Tensor) -> torch.Tensor:
-    """Show what a top grid says: every block filled with its centroid vector, decoded.
-    (B, h/f, w/f) top codes -> (B, 1, H, W) images in [0, 1] (blocky by construction).
+def decode_layout(prior, vqvae, top: torch.Tensor) -> torch.Tensor:
+    """Show what a top grid says: every block filled with its centroid's code vectors, decoded.
+    (B, h/f, w/f) top codes -> (B, 1, H, W) images in [0, 1]. Works for any two-level prior with
+    ``layout_vectors`` (hierarchical: blocky by construction; words: a blurred mean patch).
 
     Args:
-        prior: the hierarchical prior whose top codes these are.
+        prior: the two-level prior whose top codes (or words) these are.
         vqvae: the VQ-VAE whose decoder draws them.
-        top: top code grids, e.g. the first output of :meth:`HierarchicalPrior.sample_levels`.
+        top: top code grids, e.g. the first output of ``prior.sample_levels``.
     """
     device = next(vqvae.parameters()).device
-    z = prior.top_centroids[top.to(prior.top_centroids.device)].permute(0, 3, 1, 2)  # (B, D, ., .)
-    z = F.interpolate(z, scale_factor=prior.factor, mode="nearest").to(device)
+    z = prior.layout_vectors(top.to(prior.code_vectors.device)).to(device)
     vqvae.eval()
     return vqvae.decode(z).float().cpu()  # decode() already returns [0, 1]
