@@ -56,7 +56,8 @@ OPTIONS = {
                                prior_heads=4, prior_top_factor=4, prior_top_codes=1024,
                                prior_cond_bins=4, prior_mirror=True),
     "words_cond4": dict(prior_kind="words", prior_channels=128, prior_layers=4, prior_heads=4,
-                        prior_top_factor=4, prior_top_codes=1024, prior_cond_bins=4),
+                        prior_top_factor=4, prior_top_codes=1024, prior_cond_bins=4,
+                        prior_mirror=False),
 }
 """Options a run can train. A ``words`` prior is sampled once per render rule (RENDER_RULES): the
 rule changes only how drawn words become codes, so one trained prior gives a row per rule."""

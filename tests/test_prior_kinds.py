@@ -11,6 +11,7 @@ from vqvae_lib.config import get_config
 from vqvae_lib.errors import ConfigError
 from vqvae_lib.prior.build import build_prior, prior_kind_of, rebuild_prior
 from vqvae_lib.prior.clustered import ClusteredCodePrior
+from vqvae_lib.prior.draw import nll_bits
 from vqvae_lib.prior.hierarchy import HierarchicalPrior
 from vqvae_lib.prior.masked import MaskedCodePrior, unmasked_counts
 from vqvae_lib.prior.words import RENDER_RULES, PatchWordPrior
@@ -245,6 +246,7 @@ def test_word_nll_is_the_two_part_code_and_training_lowers_it():
     data = _grids()
     word_bits, code_bits = prior.level_bits(data)
     assert torch.allclose(prior.nll_bits(data), code_bits + word_bits / 4)
+    assert torch.allclose(code_bits, nll_bits(prior(data), data), atol=1e-4), "table lookup != forward"
     with torch.no_grad():
         before = float(prior.nll_bits(data).mean())
     after = _train(prior, data, 60)

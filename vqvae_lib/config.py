@@ -202,7 +202,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         codebook_size=512, code_dim=64, quantizer="ema", kmeans_init=True,
         dead_code_steps=100, ssim_weight=0.5, batch_size=64, lr=2e-3, epochs=40, warmup_steps=200,
         prior_kind="words", prior_top_factor=4, prior_top_codes=1024, prior_channels=256,
-        prior_layers=8, prior_heads=8, prior_epochs=200, prior_lr=1e-3, prior_cond_bins=4,
+        prior_layers=8, prior_heads=8, prior_epochs=30, prior_lr=1e-3, prior_cond_bins=4,
         prior_mirror=True, prior_batch_size=32,
         prior_samples=128,
     ),

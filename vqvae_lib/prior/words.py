@@ -173,11 +173,19 @@ class PatchWordPrior(CodePrior):
         start_at_unigram(self.words, words)
 
     # -- likelihood --------------------------------------------------------------------------
+    def code_bits(self, codes: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
+        """Bits per code cell of ``codes`` given their ``words``, from the count table. (B,)
+        (Reads one table entry per cell: the same number as :meth:`forward` + ``nll_bits``.)"""
+        patches = self.code_patches(codes)                                  # (B, h/p, w/p, pp)
+        pos = torch.arange(patches.shape[-1], device=codes.device)
+        logp = self.log_table[words[..., None], pos, patches].float()       # (B, h/p, w/p, pp)
+        return -logp.flatten(1).mean(1) / math.log(2)
+
     def level_bits(self, codes: torch.Tensor, y: torch.Tensor | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(bits per word cell (B,), bits per code cell given the words (B,))``."""
         words = self.words_of(codes)
-        return nll_bits(self.words(words, y), words), nll_bits(self.forward(codes, y), codes)
+        return nll_bits(self.words(words, y), words), self.code_bits(codes, words)
 
     def nll_bits(self, codes: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Bits per code cell of the two-part code: word bits / p^2 + code bits given words. (B,)"""
@@ -185,9 +193,11 @@ class PatchWordPrior(CodePrior):
         return code_bits + word_bits / self.patch ** 2
 
     def training_loss(self, codes: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Mean bits per word cell (only the word transformer has weights to train)."""
-        words = self.words_of(codes)
-        return nll_bits(self.words(words, y), words).mean()
+        """The mean two-part NLL in bits per code cell, like every other prior's loss (so the
+        training and validation curves share a unit). Only the word part has a gradient: the
+        count table is fixed. (Adam's steps do not depend on the loss's scale, so the 1/p^2
+        costs nothing.)"""
+        return self.nll_bits(codes, y).mean()
 
     def forward(self, codes: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Code log-probabilities (B, K, h, w) given the words of ``codes`` (teacher forcing)."""
