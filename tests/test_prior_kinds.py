@@ -44,6 +44,27 @@ def _hierarchical(**kw) -> HierarchicalPrior:
     return prior
 
 
+def _assert_causal(model, grid: torch.Tensor, values: int, what: str) -> None:
+    """Changing the cells from t on (raster order) leaves the logits of cells 0..t unchanged:
+    cell t is predicted from cells before it only."""
+    T = grid[0].numel()
+    for t in (0, 5, T - 1):
+        changed = grid.clone().flatten(1)
+        changed[:, t:] = (changed[:, t:] + 1) % values
+        a = model(grid).flatten(2)[:, :, : t + 1]
+        b = model(changed.view_as(grid)).flatten(2)[:, :, : t + 1]
+        assert torch.allclose(a, b, atol=1e-5), f"{what} logits up to cell {t} saw later cells"
+
+
+def _assert_rebuilds(prior) -> None:
+    """A prior rebuilt from its kind and hparams, with its state loaded, scores grids identically."""
+    again = rebuild_prior(prior_kind_of(prior), prior.hparams)
+    again.load_state_dict(prior.state_dict())
+    data = _grids(4)
+    with torch.no_grad():
+        assert torch.allclose(again.nll_bits(data), prior.nll_bits(data))
+
+
 def _train(prior, data, steps: int) -> float:
     """Adam on the prior's own training loss; the mean NLL (bits per cell) afterwards."""
     opt = torch.optim.Adam(prior.parameters(), lr=3e-3)
@@ -87,12 +108,7 @@ def test_hierarchical_levels_are_each_causal():
         a = prior.bottom(codes, None, cond).flatten(2)[:, :, : t + 1]
         b = prior.bottom(changed.view(2, *GRID), None, cond).flatten(2)[:, :, : t + 1]
         assert torch.allclose(a, b, atol=1e-5), f"bottom logits up to cell {t} saw later codes"
-    for t in (0, 5, 15):
-        changed = top.clone().flatten(1)
-        changed[:, t:] = (changed[:, t:] + 1) % 4
-        a = prior.top(top).flatten(2)[:, :, : t + 1]
-        b = prior.top(changed.view(2, 4, 4)).flatten(2)[:, :, : t + 1]
-        assert torch.allclose(a, b, atol=1e-5), f"top logits up to cell {t} saw later top codes"
+    _assert_causal(prior.top, top, values=4, what="top code")
 
 
 def test_hierarchical_nll_is_the_two_part_code_and_training_lowers_it():
@@ -111,11 +127,7 @@ def test_hierarchical_samples_and_survives_a_rebuild():
                                      generator=torch.Generator().manual_seed(0))
     assert top.shape == (3, 4, 4) and codes.shape == (3, *GRID)
     assert codes.min() >= 0 and codes.max() < K
-    again = rebuild_prior(prior_kind_of(prior), prior.hparams)
-    again.load_state_dict(prior.state_dict())
-    data = _grids(4)
-    with torch.no_grad():
-        assert torch.allclose(again.nll_bits(data), prior.nll_bits(data))
+    _assert_rebuilds(prior)
     with pytest.raises(ValueError, match="divisible"):
         HierarchicalPrior(K, D, factor=3, grid_size=GRID)
 
@@ -231,14 +243,7 @@ def test_word_table_is_a_distribution_and_renders_the_right_family():
 
 def test_word_prior_is_causal_over_words():
     prior = _words().eval()
-    words = prior.words_of(_grids(2))
-    T = words[0].numel()
-    for t in (0, 5, T - 1):
-        changed = words.clone().flatten(1)
-        changed[:, t:] = (changed[:, t:] + 1) % 4
-        a = prior.words(words).flatten(2)[:, :, : t + 1]
-        b = prior.words(changed.view_as(words)).flatten(2)[:, :, : t + 1]
-        assert torch.allclose(a, b, atol=1e-5), f"word logits up to word {t} saw later words"
+    _assert_causal(prior.words, prior.words_of(_grids(2)), values=4, what="word")
 
 
 def test_word_nll_is_the_two_part_code_and_training_lowers_it():
@@ -267,11 +272,7 @@ def test_word_prior_samples_and_survives_a_rebuild():
     assert torch.equal(prior.sample_levels(3, GRID, 1.0, torch.tensor(1), torch.Generator().manual_seed(0))[1],
                        prior.render_words(words)), "mode rendering is not a function of the words"
     assert prior.layout_vectors(words).shape == (3, D, *GRID)
-    again = rebuild_prior(prior_kind_of(prior), prior.hparams)
-    again.load_state_dict(prior.state_dict())
-    data = _grids(4)
-    with torch.no_grad():
-        assert torch.allclose(again.nll_bits(data), prior.nll_bits(data))
+    _assert_rebuilds(prior)
     with pytest.raises(ValueError, match="divisible"):
         PatchWordPrior(K, D, patch=3, grid_size=GRID)
     with pytest.raises(ValueError, match="render"):

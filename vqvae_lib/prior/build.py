@@ -38,28 +38,21 @@ def build_prior(cfg, n_classes: int = 0, code_vectors=None) -> nn.Module:
             needed by the hierarchical, clustered and words priors, ignored by the others.
     """
     grid = (cfg.latent_size, cfg.latent_size)
-    if cfg.prior_kind in ("hierarchical", "clustered", "words") and code_vectors is None:
-        raise ValueError(f"the {cfg.prior_kind} prior needs the VQ-VAE's code vectors "
-                         "(code_vector_table(vqvae))")
-    if cfg.prior_kind == "clustered":
-        prior = ClusteredCodePrior(cfg.codebook_size, code_vectors.shape[1],
-                                   groups=cfg.prior_top_codes, channels=cfg.prior_channels,
-                                   n_layers=cfg.prior_layers, n_classes=n_classes,
-                                   grid_size=grid, seed=cfg.seed)
-        prior.code_vectors.copy_(code_vectors)
-        return prior
-    if cfg.prior_kind == "hierarchical":
-        prior = HierarchicalPrior(cfg.codebook_size, code_vectors.shape[1],
-                                  top_codes=cfg.prior_top_codes, factor=cfg.prior_top_factor,
-                                  channels=cfg.prior_channels, n_layers=cfg.prior_layers,
-                                  n_classes=n_classes, grid_size=grid, seed=cfg.seed)
-        prior.code_vectors.copy_(code_vectors)
-        return prior
-    if cfg.prior_kind == "words":
-        prior = PatchWordPrior(cfg.codebook_size, code_vectors.shape[1], words=cfg.prior_top_codes,
-                               patch=cfg.prior_top_factor, channels=cfg.prior_channels,
-                               n_layers=cfg.prior_layers, heads=cfg.prior_heads,
-                               n_classes=n_classes, grid_size=grid, seed=cfg.seed)
+    if cfg.prior_kind in ("hierarchical", "clustered", "words"):   # built on the code vectors
+        if code_vectors is None:
+            raise ValueError(f"the {cfg.prior_kind} prior needs the VQ-VAE's code vectors "
+                             "(code_vector_table(vqvae))")
+        K, D = cfg.codebook_size, code_vectors.shape[1]
+        common = dict(channels=cfg.prior_channels, n_layers=cfg.prior_layers, n_classes=n_classes,
+                      grid_size=grid, seed=cfg.seed)
+        if cfg.prior_kind == "clustered":
+            prior = ClusteredCodePrior(K, D, groups=cfg.prior_top_codes, **common)
+        elif cfg.prior_kind == "hierarchical":
+            prior = HierarchicalPrior(K, D, top_codes=cfg.prior_top_codes,
+                                      factor=cfg.prior_top_factor, **common)
+        else:
+            prior = PatchWordPrior(K, D, words=cfg.prior_top_codes, patch=cfg.prior_top_factor,
+                                   heads=cfg.prior_heads, **common)
         prior.code_vectors.copy_(code_vectors)
         return prior
     if cfg.prior_kind == "masked":

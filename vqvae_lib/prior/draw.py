@@ -88,3 +88,8 @@ class CodePrior(nn.Module):
     def prepare(self, train_codes: torch.Tensor) -> None:
         """Set up from the training grids before the first step: start at the unigram."""
         start_at_unigram(self, train_codes)
+
+    def check_shape(self, shape) -> None:
+        """Refuse a grid ``shape`` (h, w) this prior was not built for; None means its own."""
+        if shape is not None and tuple(shape) != tuple(self.grid_size):
+            raise ValueError(f"this prior draws {tuple(self.grid_size)} grids, got {tuple(shape)}")

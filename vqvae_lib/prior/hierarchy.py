@@ -162,8 +162,7 @@ class HierarchicalPrior(CodePrior):
                       generator: torch.Generator | None = None, progress: bool = False
                       ) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw ``n`` top grids, then ``n`` bottom grids given them: ``(top, bottom)``."""
-        if shape is not None and tuple(shape) != self.grid_size:
-            raise ValueError(f"this prior draws {self.grid_size} grids, got {tuple(shape)}")
+        self.check_shape(shape)
         top = self.top.sample(n, self.top_size, temperature, y, generator)
         was_training = self.training
         self.eval()

@@ -234,8 +234,7 @@ class PatchWordPrior(CodePrior):
                       generator: torch.Generator | None = None, progress: bool = False
                       ) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw ``n`` word grids at ``temperature``, then render them: ``(words, codes)``."""
-        if shape is not None and tuple(shape) != self.grid_size:
-            raise ValueError(f"this prior draws {self.grid_size} grids, got {tuple(shape)}")
+        self.check_shape(shape)
         words = self.words.sample(n, self.word_size, temperature, y, generator, progress)
         return words, self.render_words(words, generator)
 
