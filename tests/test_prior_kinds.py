@@ -11,7 +11,7 @@ from vqvae_lib.config import get_config
 from vqvae_lib.errors import ConfigError
 from vqvae_lib.prior.build import build_prior, prior_kind_of, rebuild_prior
 from vqvae_lib.prior.clustered import ClusteredCodePrior
-from vqvae_lib.prior.draw import nll_bits
+from vqvae_lib.prior.draw import draw_codes, nll_bits
 from vqvae_lib.prior.hierarchy import HierarchicalPrior
 from vqvae_lib.prior.masked import MaskedCodePrior, unmasked_counts
 from vqvae_lib.prior.words import RENDER_RULES, PatchWordPrior
@@ -277,6 +277,30 @@ def test_word_prior_samples_and_survives_a_rebuild():
         PatchWordPrior(K, D, patch=3, grid_size=GRID)
     with pytest.raises(ValueError, match="render"):
         PatchWordPrior(K, D, patch=2, grid_size=GRID, render="mean")
+
+
+def test_nucleus_sampling_keeps_only_the_likeliest_codes():
+    probs = torch.tensor([0.5, 0.3, 0.15, 0.05])
+    logits = probs.log().expand(4000, 4)
+    temps, greedy = torch.ones(4000, 1), torch.zeros(4000, dtype=torch.bool)
+    g = torch.Generator().manual_seed(0)
+    nucleus = draw_codes(logits, temps, greedy, g, top_p=0.7)
+    assert set(nucleus.unique().tolist()) == {0, 1}             # 0.5 + 0.3 >= 0.7: 2 and 3 dropped
+    share = float((nucleus == 0).float().mean())
+    assert abs(share - 0.5 / 0.8) < 0.03                        # renormalised over the nucleus
+    assert set(draw_codes(logits, temps, greedy, g).unique().tolist()) == {0, 1, 2, 3}
+
+
+def test_word_prior_top_p_reaches_the_word_sampler():
+    prior = _words(n_classes=2)
+    greedy, _ = prior.sample_levels(3, GRID, temperature=0.0, y=torch.tensor(0),
+                                    generator=torch.Generator().manual_seed(0))
+    prior.top_p = 1e-6                                          # a nucleus of one word: the likeliest
+    tiny, _ = prior.sample_levels(3, GRID, temperature=1.0, y=torch.tensor(0),
+                                  generator=torch.Generator().manual_seed(1))
+    assert torch.equal(tiny, greedy)
+    with pytest.raises(ValueError, match="top_p"):
+        PatchWordPrior(K, D, patch=2, grid_size=GRID, top_p=0.0)
 
 
 # ---- the config chooses, and says what it knows -----------------------------------------------

@@ -105,6 +105,7 @@ class Config:
     prior_top_codes: int = 64      # hierarchical/words: k-means centroids of the top level (words)
     prior_heads: int = 4           # attention heads (transformer prior)
     prior_temperature: float = 1.0  # sampling temperature notebook 06 recommends for this preset
+    prior_top_p: float = 1.0       # words: nucleus sampling of the words (probability mass kept)
     prior_samples: int = 64        # slices notebook 06 generates for the generation metrics
     # free-form notes carried into checkpoints
     extra: dict = field(default_factory=dict)
@@ -203,7 +204,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         dead_code_steps=100, ssim_weight=0.5, batch_size=64, lr=2e-3, epochs=40, warmup_steps=200,
         prior_kind="words", prior_top_factor=4, prior_top_codes=1024, prior_channels=256,
         prior_layers=8, prior_heads=8, prior_epochs=30, prior_lr=1e-3, prior_cond_bins=4,
-        prior_mirror=True, prior_batch_size=32,
+        prior_mirror=True, prior_top_p=0.95, prior_batch_size=32,
         prior_samples=128,
     ),
     # Our recipe on a 2-core laptop CPU.
@@ -214,7 +215,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         warmup_steps=100, prior_kind="words", prior_top_factor=4, prior_top_codes=1024,
         prior_channels=128, prior_layers=4, prior_heads=4, prior_epochs=1000, prior_max_minutes=3.5,
         prior_lr=1e-3, prior_batch_size=16, prior_cond_bins=4, prior_mirror=True,
-        prior_temperature=1.0, prior_samples=64,
+        prior_temperature=1.0, prior_top_p=0.95, prior_samples=64,
     ),
     # Seconds: tests and CI.
     "smoke": dict(

@@ -52,7 +52,7 @@ def build_prior(cfg, n_classes: int = 0, code_vectors=None) -> nn.Module:
                                       factor=cfg.prior_top_factor, **common)
         else:
             prior = PatchWordPrior(K, D, words=cfg.prior_top_codes, patch=cfg.prior_top_factor,
-                                   heads=cfg.prior_heads, **common)
+                                   heads=cfg.prior_heads, top_p=cfg.prior_top_p, **common)
         prior.code_vectors.copy_(code_vectors)
         return prior
     if cfg.prior_kind == "masked":

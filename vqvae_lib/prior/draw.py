@@ -28,17 +28,28 @@ def sampling_temperatures(temperature, n: int, device) -> tuple[torch.Tensor, to
 
 
 def draw_codes(logits: torch.Tensor, temps: torch.Tensor, greedy: torch.Tensor,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+               generator: torch.Generator | None = None, top_p: float = 1.0) -> torch.Tensor:
     """Draw one code per row of ``logits`` (n, K) at temperature ``temps`` (n, 1); greedy rows
     take the arg-max. Shared by every prior's sampler.
+
+    ``top_p < 1`` is **nucleus sampling** (Holtzman et al. 2020, "The Curious Case of Neural Text
+    Degeneration"): keep the most likely codes until their probabilities add up to ``top_p``, drop
+    the rest, renormalise. It cuts the long tail of unlikely choices, each rare on its own, that
+    together still get drawn somewhere in every sample (a background word inside a head).
 
     Args:
         logits: (n, K) unnormalised log-probabilities.
         temps: (n, 1) temperatures.
         greedy: (n,) rows that take the most likely code.
         generator: a torch.Generator for reproducible draws.
+        top_p: probability mass kept (1 = plain sampling).
     """
-    pick = torch.multinomial(F.softmax(logits.float() / temps, dim=-1), 1, generator=generator)
+    probs = F.softmax(logits.float() / temps, dim=-1)
+    if top_p < 1:
+        p_sorted, order = probs.sort(-1, descending=True)
+        dropped = p_sorted.cumsum(-1) - p_sorted > top_p   # the likelier codes already hold top_p
+        probs = probs.scatter(-1, order, p_sorted.masked_fill(dropped, 0.0))
+    pick = torch.multinomial(probs, 1, generator=generator)
     return torch.where(greedy, logits.argmax(-1), pick[:, 0])
 
 

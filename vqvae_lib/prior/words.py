@@ -70,6 +70,8 @@ class PatchWordPrior(CodePrior):
         grid_size: (h, w) of the code grid; both divisible by ``patch``.
         render: one of :data:`RENDER_RULES`; may be changed after training.
         exemplars: training patches kept per word for ``render="exemplar"``.
+        top_p: nucleus sampling of the words (``draw_codes``): the probability mass kept at each
+            draw; 1 draws from the full distribution. May be changed after training.
         alpha: add-alpha smoothing of the code counts behind ``bits(codes | words)``.
         seed: seed of the k-means.
     """
@@ -77,19 +79,21 @@ class PatchWordPrior(CodePrior):
     def __init__(self, num_codes: int, code_dim: int, words: int = 1024, patch: int = 4,
                  channels: int = 128, n_layers: int = 4, heads: int = 4, n_classes: int = 0,
                  grid_size: Sequence[int] = (32, 32), render: str = "exemplar",
-                 exemplars: int = 32, alpha: float = 0.01, seed: int = 0):
+                 exemplars: int = 32, top_p: float = 1.0, alpha: float = 0.01, seed: int = 0):
         super().__init__()
         h, w = grid_size
         if h % patch or w % patch:
             raise ValueError(f"the code grid {h}x{w} is not divisible by the patch size {patch}")
         if render not in RENDER_RULES:
             raise ValueError(f"render={render!r}: choose one of {RENDER_RULES}")
+        if not 0 < top_p <= 1:
+            raise ValueError(f"top_p={top_p} must be in (0, 1]")
         self.hparams = dict(num_codes=num_codes, code_dim=code_dim, words=words, patch=patch,
                             channels=channels, n_layers=n_layers, heads=heads, n_classes=n_classes,
-                            grid_size=[h, w], render=render, exemplars=exemplars, alpha=alpha,
-                            seed=seed)
+                            grid_size=[h, w], render=render, exemplars=exemplars, top_p=top_p,
+                            alpha=alpha, seed=seed)
         self.num_codes, self.n_classes, self.patch, self.seed = num_codes, n_classes, patch, seed
-        self.render, self.alpha = render, alpha
+        self.render, self.top_p, self.alpha = render, top_p, alpha
         self.grid_size, self.word_size = (h, w), (h // patch, w // patch)
         cells = patch * patch
         self.register_buffer("code_vectors", torch.zeros(num_codes, code_dim))   # set by build
@@ -233,9 +237,11 @@ class PatchWordPrior(CodePrior):
                       temperature: float | Sequence[float] = 1.0, y: torch.Tensor | None = None,
                       generator: torch.Generator | None = None, progress: bool = False
                       ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw ``n`` word grids at ``temperature``, then render them: ``(words, codes)``."""
+        """Draw ``n`` word grids at ``temperature`` (nucleus ``top_p``), then render them:
+        ``(words, codes)``."""
         self.check_shape(shape)
-        words = self.words.sample(n, self.word_size, temperature, y, generator, progress)
+        words = self.words.sample(n, self.word_size, temperature, y, generator, progress,
+                                  top_p=self.top_p)
         return words, self.render_words(words, generator)
 
     def sample(self, n: int, shape: tuple[int, int] | None = None,
