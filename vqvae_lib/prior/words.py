@@ -98,9 +98,9 @@ class PatchWordPrior(CodePrior):
         cells = patch * patch
         self.register_buffer("code_vectors", torch.zeros(num_codes, code_dim))   # set by build
         self.register_buffer("centroids", torch.zeros(words, cells * code_dim))  # set by prepare
-        # log p(code | word, position), float16: 1024 words x 16 positions x 512 codes is 8 M numbers
-        self.register_buffer("log_table", torch.full((words, cells, num_codes), -math.log(num_codes),
-                                                     dtype=torch.float16))
+        # log p(code | word, position), float16: 1024 words x 16 positions x 512 codes = 8 M numbers
+        uniform = torch.full((words, cells, num_codes), -math.log(num_codes), dtype=torch.float16)
+        self.register_buffer("log_table", uniform)
         self.register_buffer("medoids", torch.zeros(words, cells, dtype=torch.long))
         self.register_buffer("exemplars", torch.zeros(words, exemplars, cells, dtype=torch.long))
         self.register_buffer("n_exemplars", torch.ones(words, dtype=torch.long))
@@ -136,9 +136,9 @@ class PatchWordPrior(CodePrior):
     def prepare(self, train_codes: torch.Tensor, batch: int = 256, max_patches: int = 60000
                 ) -> None:
         """Fix the vocabulary (k-means on at most ``max_patches`` training patches), count which
-        code each word puts at each position (``log_table``, ``medoids``), and start the word
-        transformer at the word histogram. ``code_vectors`` must be set first
-        (:func:`~vqvae_lib.prior.hierarchy.code_vector_table`)."""
+        code each word puts at each position (``log_table``), keep its real patches
+        (``medoids``, ``exemplars``), and start the word transformer at the word histogram.
+        ``code_vectors`` must be set first (:func:`~vqvae_lib.prior.hierarchy.code_vector_table`)."""
         if not self.code_vectors.abs().sum():
             raise RuntimeError("set prior.code_vectors (code_vector_table(vqvae)) before prepare()")
         dev = self.code_vectors.device
