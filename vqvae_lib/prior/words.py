@@ -138,7 +138,8 @@ class PatchWordPrior(CodePrior):
         """Fix the vocabulary (k-means on at most ``max_patches`` training patches), count which
         code each word puts at each position (``log_table``), keep its real patches
         (``medoids``, ``exemplars``), and start the word transformer at the word histogram.
-        ``code_vectors`` must be set first (:func:`~vqvae_lib.prior.hierarchy.code_vector_table`)."""
+        ``code_vectors`` must be set first
+        (:func:`~vqvae_lib.prior.hierarchy.code_vector_table`)."""
         if not self.code_vectors.abs().sum():
             raise RuntimeError("set prior.code_vectors (code_vector_table(vqvae)) before prepare()")
         dev = self.code_vectors.device
