@@ -157,6 +157,22 @@ def test_kmeans_lowers_distortion_every_run():
             assert torch.allclose(c10[k], x[codes == k].mean(0), atol=0.15)
 
 
+def test_kmeans_starts_on_distinct_points_so_no_centroid_is_wasted():
+    # 90 % identical rows (like the background of a slice) and 20 small clusters: started on
+    # random rows, most centroids would land on the one repeated row and stay empty.
+    g = torch.Generator().manual_seed(0)
+    centres = 10 * torch.randn(20, 4, generator=g)
+    spread = centres.repeat_interleave(10, 0) + 0.1 * torch.randn(200, 4, generator=g)
+    x = torch.cat([torch.zeros(1800, 4), spread])
+    c = kmeans(x, 21, iters=10, generator=torch.Generator().manual_seed(1))
+    assert torch.unique(c, dim=0).shape[0] == 21                 # no two centroids alike
+    used = torch.bincount(nearest_codes(x, c), minlength=21)
+    assert (used > 0).all()                                      # every centroid owns points
+    # fewer distinct rows than centroids: still k centroids, near the data
+    few = kmeans(torch.zeros(50, 2), 4, iters=2, generator=torch.Generator().manual_seed(0))
+    assert few.shape == (4, 2) and few.abs().max() < 1e-2
+
+
 def test_cosine_codes_are_unit_vectors():
     vq = VectorQuantizerEMA(16, 4, cosine=True, kmeans_init=True).train()
     out = vq(torch.randn(2, 4, 5, 5) * 7)

@@ -79,15 +79,19 @@ def kmeans(x: torch.Tensor, k: int, iters: int = 10, cosine: bool = False,
            generator: torch.Generator | None = None) -> torch.Tensor:
     """Lloyd's k-means on rows of ``x`` (N, D); returns the (k, D) centroids.
 
-    Centroids start on k random data points (with replacement when N < k, plus a little noise
-    so that duplicates can separate). Empty clusters keep their previous centroid.
-    ``cosine=True`` runs spherical k-means (centroids re-normalised after every step).
+    Centroids start on k random *distinct* data points: images hold many identical rows (every
+    background patch of a slice is the same), and centroids started on one spot would all but
+    one stay empty for good -- wasted codes or words. With fewer than k distinct rows they are
+    drawn with replacement, plus a little noise so that duplicates can separate. Empty clusters
+    keep their previous centroid. ``cosine=True`` runs spherical k-means (centroids
+    re-normalised after every step).
     """
-    n, d = x.shape
-    idx = torch.randperm(n, generator=generator, device="cpu")[:k] if n >= k else \
-        torch.randint(0, n, (k,), generator=generator, device="cpu")
-    centroids = x[idx.to(x.device)].clone()                     # (k, D)
-    if n < k:
+    distinct = torch.unique(x, dim=0)                            # (m, D), sorted rows
+    m, d = distinct.shape
+    idx = torch.randperm(m, generator=generator, device="cpu")[:k] if m >= k else \
+        torch.randint(0, m, (k,), generator=generator, device="cpu")
+    centroids = distinct[idx.to(x.device)].clone()              # (k, D)
+    if m < k:
         centroids += 1e-3 * x.std() * torch.randn(k, d, generator=generator).to(x)
     for _ in range(iters):
         codes = nearest_codes(x, centroids, cosine)              # (N,)

@@ -74,6 +74,6 @@ def pick_preview_indices(images_u8: torch.Tensor, n: int = 8) -> torch.Tensor:
     """
     N = len(images_u8)
     cand = torch.linspace(0, N - 1, min(N, 4 * n)).round().long().unique()
-    fill = images_u8[cand].float().mean(dim=(1, 2, 3))                    # brightness ~ brain area
+    fill = images_u8[cand.to(images_u8.device)].float().mean(dim=(1, 2, 3)).cpu()  # ~ brain area
     keep = cand[fill.argsort(descending=True)[:n]]
     return keep.sort().values
