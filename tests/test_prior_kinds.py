@@ -279,6 +279,44 @@ def test_word_prior_samples_and_survives_a_rebuild():
         PatchWordPrior(K, D, patch=2, grid_size=GRID, render="mean")
 
 
+def test_matched_render_takes_every_piece_of_a_sample_from_slices_of_one_contrast():
+    # 40 grids of 8x8 codes: background (code 0) around a 4x4 head of one tissue code, 1 in the
+    # bright half of the grids and 2 in the dull half; 1 and 2 are near-synonyms, so one word
+    # covers the head patches of both, and its exemplars mix bright and dull slices.
+    grids = torch.zeros(40, 8, 8, dtype=torch.long)
+    grids[:20, 2:6, 2:6], grids[20:, 2:6, 2:6] = 1, 2
+    prior = PatchWordPrior(3, 2, words=2, patch=2, channels=8, n_layers=1, heads=2,
+                           grid_size=(8, 8), exemplars=16, anchors=8)
+    prior.code_vectors.copy_(torch.tensor([[0.0, 0.0], [1.0, 0.0], [1.0, 0.2]]))
+    prior.prepare(grids)
+    head = prior.words_of(grids)[:, 1:3, 1:3]
+    word = int(head[0, 0, 0])
+    assert (head == word).all() and (prior.words_of(grids)[:, 0] != word).all()
+    families = prior.exemplars[word, : prior.n_exemplars[word]].unique().tolist()
+    assert families == [1, 2], "the head word should have exemplars from both halves"
+    assert {round(v, 3) for v in prior.anchor_contrast[:, 1].tolist()} <= {0.0, 0.2}
+    words = prior.words_of(grids[:1]).expand(64, 4, 4)
+    g = torch.Generator().manual_seed(0)
+    prior.render = "matched"
+    heads = prior.render_words(words, g)[:, 2:6, 2:6].flatten(1)          # (64, 16)
+    assert (heads == heads[:, :1]).all(), "a matched sample mixes bright and dull pieces"
+    assert set(heads[:, 0].tolist()) == {1, 2}, "the anchors should reach both contrasts"
+    prior.render = "exemplar"
+    mixed = prior.render_words(words, g)[:, 2:6, 2:6].flatten(1)
+    assert (mixed != mixed[:, :1]).any(1).float().mean() > 0.5           # random pieces mix
+    again = rebuild_prior("words", prior.hparams)                        # the contrasts travel
+    again.load_state_dict(prior.state_dict())
+    prior.render = again.render = "matched"
+    assert torch.equal(again.render_words(words, torch.Generator().manual_seed(1)),
+                       prior.render_words(words, torch.Generator().manual_seed(1)))
+    # a words prior saved before contrasts and row totals existed still loads, scoring the same
+    old = {k: v for k, v in prior.state_dict().items()
+           if k not in ("exemplar_contrast", "anchor_contrast", "log_norm")}
+    again = rebuild_prior("words", {**prior.hparams, "render": "exemplar"})
+    again.load_state_dict(old)
+    assert torch.allclose(again.nll_bits(grids), prior.nll_bits(grids))
+
+
 def test_nucleus_sampling_keeps_only_the_likeliest_codes():
     probs = torch.tensor([0.5, 0.3, 0.15, 0.05])
     logits = probs.log().expand(4000, 4)

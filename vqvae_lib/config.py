@@ -213,7 +213,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         codebook_size=512, code_dim=64, quantizer="ema", kmeans_init=True,
         dead_code_steps=100, ssim_weight=0.5, batch_size=16, lr=1.5e-3, epochs=30, max_minutes=4.5,
         warmup_steps=100, prior_kind="words", prior_top_factor=4, prior_top_codes=1024,
-        prior_channels=128, prior_layers=4, prior_heads=4, prior_epochs=1000, prior_max_minutes=3.5,
+        prior_channels=128, prior_layers=4, prior_heads=4, prior_epochs=1000, prior_max_minutes=2.0,
         prior_lr=1e-3, prior_batch_size=16, prior_cond_bins=4, prior_mirror=True,
         prior_temperature=1.0, prior_top_p=0.95, prior_samples=64,
     ),

@@ -20,10 +20,14 @@ learned encoder.
    over the ``(h / patch) x (w / patch)`` word grid in raster order, optionally conditioned on
    slice position.
 3. **Rendering** a word back into codes, a whole patch at a time (a random code *per cell* is
-   speckle): ``"exemplar"``: one of the training patches that carry this word, drawn at random
-   (up to ``exemplars`` are kept per word) -- a real piece of some training slice, and across many
-   draws the word's own mix of tissue; ``"mode"``: at each of the ``patch x patch`` positions, the
-   code seen most often there under that word (smooth, but thin grey matter loses the vote);
+   speckle): ``"matched"`` (the default): one of the training patches that carry this word (up to
+   ``exemplars`` are kept per word), the one cut from the training slice whose *contrast* is
+   nearest to the sample's: every sample first draws an anchor, the contrast of one random training
+   slice, so that its pieces come from slices that look alike inside the head (a slice's contrast
+   here is the mean code vector over its head cells); ``"exemplar"``: one of those training
+   patches drawn at random -- a real piece of some training slice, but pieces of bright and dull
+   subjects end up side by side; ``"mode"``: at each of the ``patch x patch`` positions, the code
+   seen most often there under that word (smooth, but thin grey matter loses the vote);
    ``"medoid"``: the one training patch nearest to the word's centroid.
 
 Likelihood: ``words_of`` is a function of the code grid, so
@@ -49,8 +53,9 @@ from .transformer import CodeTransformer
 
 __all__ = ["PatchWordPrior", "RENDER_RULES"]
 
-RENDER_RULES = ("exemplar", "mode", "medoid")
-"""How a word becomes codes: a random real patch that carries it, the most frequent code per
+RENDER_RULES = ("matched", "exemplar", "mode", "medoid")
+"""How a word becomes codes: the real patch that carries it from the training slice of contrast
+nearest to the sample's anchor, a random real patch that carries it, the most frequent code per
 position, or the real patch nearest to its centroid."""
 
 
@@ -69,7 +74,8 @@ class PatchWordPrior(CodePrior):
         n_classes: slice-position classes (0 = unconditional).
         grid_size: (h, w) of the code grid; both divisible by ``patch``.
         render: one of :data:`RENDER_RULES`; may be changed after training.
-        exemplars: training patches kept per word for ``render="exemplar"``.
+        exemplars: training patches kept per word for ``render="matched"`` and ``"exemplar"``.
+        anchors: training-slice contrasts kept for ``render="matched"`` (each sample draws one).
         top_p: nucleus sampling of the words (``draw_codes``): the probability mass kept at each
             draw; 1 draws from the full distribution. May be changed after training.
         alpha: add-alpha smoothing of the code counts behind ``bits(codes | words)``.
@@ -78,8 +84,9 @@ class PatchWordPrior(CodePrior):
 
     def __init__(self, num_codes: int, code_dim: int, words: int = 1024, patch: int = 4,
                  channels: int = 128, n_layers: int = 4, heads: int = 4, n_classes: int = 0,
-                 grid_size: Sequence[int] = (32, 32), render: str = "exemplar",
-                 exemplars: int = 32, top_p: float = 1.0, alpha: float = 0.01, seed: int = 0):
+                 grid_size: Sequence[int] = (32, 32), render: str = "matched",
+                 exemplars: int = 32, anchors: int = 256, top_p: float = 1.0, alpha: float = 0.01,
+                 seed: int = 0):
         super().__init__()
         h, w = grid_size
         if h % patch or w % patch:
@@ -90,8 +97,8 @@ class PatchWordPrior(CodePrior):
             raise ValueError(f"top_p={top_p} must be in (0, 1]")
         self.hparams = dict(num_codes=num_codes, code_dim=code_dim, words=words, patch=patch,
                             channels=channels, n_layers=n_layers, heads=heads, n_classes=n_classes,
-                            grid_size=[h, w], render=render, exemplars=exemplars, top_p=top_p,
-                            alpha=alpha, seed=seed)
+                            grid_size=[h, w], render=render, exemplars=exemplars,
+                            anchors=anchors, top_p=top_p, alpha=alpha, seed=seed)
         self.num_codes, self.n_classes, self.patch, self.seed = num_codes, n_classes, patch, seed
         self.render, self.top_p, self.alpha = render, top_p, alpha
         self.grid_size, self.word_size = (h, w), (h // patch, w // patch)
@@ -101,11 +108,27 @@ class PatchWordPrior(CodePrior):
         # log p(code | word, position), float16: 1024 words x 16 positions x 512 codes = 8 M numbers
         uniform = torch.full((words, cells, num_codes), -math.log(num_codes), dtype=torch.float16)
         self.register_buffer("log_table", uniform)
+        # log of each float16 row's total (rounding leaves it a little off 0): subtracted on use
+        self.register_buffer("log_norm", torch.zeros(words, cells))
         self.register_buffer("medoids", torch.zeros(words, cells, dtype=torch.long))
         self.register_buffer("exemplars", torch.zeros(words, exemplars, cells, dtype=torch.long))
         self.register_buffer("n_exemplars", torch.ones(words, dtype=torch.long))
+        # contrast of the slice each exemplar was cut from, and of `anchors` random training slices
+        self.register_buffer("exemplar_contrast",
+                             torch.zeros(words, exemplars, code_dim, dtype=torch.float16))
+        self.register_buffer("anchor_contrast", torch.zeros(anchors, code_dim))
         self.words = CodeTransformer(words, channels, n_layers, heads, n_classes,
                                      grid_size=self.word_size)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # priors saved before the "matched" rule carry no contrasts: they keep zeros (and the
+        # render rule stored with them)
+        for name in ("exemplar_contrast", "anchor_contrast"):
+            state_dict.setdefault(prefix + name, getattr(self, name))
+        if prefix + "log_table" in state_dict:
+            state_dict.setdefault(prefix + "log_norm",
+                                  state_dict[prefix + "log_table"].float().logsumexp(-1))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # -- patches and words -------------------------------------------------------------------
     def code_patches(self, codes: torch.Tensor) -> torch.Tensor:
@@ -132,12 +155,22 @@ class PatchWordPrior(CodePrior):
             d = self.describe(codes)
             return nearest_codes(d.reshape(-1, d.shape[-1]), self.centroids).view(d.shape[:3])
 
+    def contrast(self, codes: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
+        """(B, h, w) codes -> (B, D) each grid's mean code vector over its head cells (cells whose
+        code is not in ``background``): how bright and how contrasted the slice is inside the
+        head, in code space. A grid with no head cells gets zeros."""
+        head = ~torch.isin(codes, background)                               # (B, h, w)
+        total = (F.embedding(codes, self.code_vectors) * head[..., None]).sum((1, 2))
+        return total / head.sum((1, 2))[:, None].clamp_min(1)
+
     @torch.no_grad()
     def prepare(self, train_codes: torch.Tensor, batch: int = 256, max_patches: int = 60000
                 ) -> None:
         """Fix the vocabulary (k-means on at most ``max_patches`` training patches), count which
         code each word puts at each position (``log_table``), keep its real patches
-        (``medoids``, ``exemplars``), and start the word transformer at the word histogram.
+        (``medoids``, ``exemplars``) with the contrast of the slices they were cut from (background
+        = the codes seen in the corner cells of the training grids), keep the contrasts of
+        ``anchors`` random training slices, and start the word transformer at the word histogram.
         ``code_vectors`` must be set first
         (:func:`~vqvae_lib.prior.hierarchy.code_vector_table`)."""
         if not self.code_vectors.abs().sum():
@@ -158,6 +191,7 @@ class PatchWordPrior(CodePrior):
                           torch.ones(patches.numel(), device=dev))
         counts = counts.view(N, cells, K) + self.alpha
         self.log_table.copy_((counts / counts.sum(-1, keepdim=True)).log().half())
+        self.log_norm.copy_(self.log_table.float().logsumexp(-1))
         # medoid: per word, the training patch nearest to its centroid (a real patch of codes)
         dist = (desc - self.centroids[flat]).pow(2).sum(1)                      # (patches,)
         best = torch.full((N,), float("inf"), device=dev).scatter_reduce(0, flat, dist, "amin")
@@ -175,6 +209,18 @@ class PatchWordPrior(CodePrior):
         self.exemplars.copy_(self.medoids[:, None].expand_as(self.exemplars))
         self.exemplars[by_word[keep], rank[keep]] = patches[chosen]
         self.n_exemplars.copy_(torch.bincount(flat, minlength=N).clamp(1, M))
+        # contrasts: of every training grid, then of each exemplar's grid and of random anchors
+        corners = torch.cat([c[:, [0, 0, -1, -1], [0, -1, 0, -1]].reshape(-1) for c in chunks])
+        background = torch.unique(corners)
+        grid_contrast = torch.cat([self.contrast(c, background) for c in chunks])  # (grids, D)
+        cells_per_grid = words.shape[1] * words.shape[2]
+        self.exemplar_contrast.zero_()
+        self.exemplar_contrast[by_word[keep], rank[keep]] = \
+            grid_contrast[chosen // cells_per_grid].half()
+        A = len(self.anchor_contrast)
+        anchor = torch.randperm(len(grid_contrast), generator=g)[:A]
+        anchor = anchor.repeat(-(-A // len(anchor)))[:A].to(dev)   # fewer grids than anchors
+        self.anchor_contrast.copy_(grid_contrast[anchor])
         start_at_unigram(self.words, words)
 
     # -- likelihood --------------------------------------------------------------------------
@@ -183,7 +229,8 @@ class PatchWordPrior(CodePrior):
         (Reads one table entry per cell: the same number as :meth:`forward` + ``nll_bits``.)"""
         patches = self.code_patches(codes)                                  # (B, h/p, w/p, pp)
         pos = torch.arange(patches.shape[-1], device=codes.device)
-        logp = self.log_table[words[..., None], pos, patches].float()       # (B, h/p, w/p, pp)
+        w = words[..., None]
+        logp = self.log_table[w, pos, patches].float() - self.log_norm[w, pos]  # (B, h/p, w/p, pp)
         return -logp.flatten(1).mean(1) / math.log(2)
 
     def level_bits(self, codes: torch.Tensor, y: torch.Tensor | None = None
@@ -207,7 +254,7 @@ class PatchWordPrior(CodePrior):
     def forward(self, codes: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Code log-probabilities (B, K, h, w) given the words of ``codes`` (teacher forcing)."""
         words = self.words_of(codes)                                        # (B, h/p, w/p)
-        logp = self.log_table[words].float()                                # (B, h/p, w/p, pp, K)
+        logp = self.log_table[words].float() - self.log_norm[words][..., None]  # (B, h/p, w/p, pp, K)
         B, hp, wp, pp, K = logp.shape
         grid = self.from_patches(logp.permute(0, 4, 1, 2, 3).reshape(B * K, hp, wp, pp))
         return grid.view(B, K, *self.grid_size)
@@ -216,7 +263,19 @@ class PatchWordPrior(CodePrior):
     def render_words(self, words: torch.Tensor, generator: torch.Generator | None = None
                      ) -> torch.Tensor:
         """(B, h/p, w/p) words -> (B, h, w) codes by the ``render`` rule (``generator`` draws the
-        exemplars)."""
+        anchors or the exemplars)."""
+        if self.render == "matched":
+            B, M = words.shape[0], self.exemplars.shape[1]
+            a = torch.randint(len(self.anchor_contrast), (B,), generator=generator,
+                              device=words.device)
+            anchor = self.anchor_contrast[a]                                # (B, D)
+            e = self.exemplar_contrast.float()                              # (N, M, D)
+            # ||e - a||^2 up to a per-sample constant, for every word's exemplars at once
+            dist = e.pow(2).sum(-1)[None] - 2 * torch.einsum("nmd,bd->bnm", e, anchor)
+            dist = dist[torch.arange(B, device=words.device)[:, None, None], words]  # (B, h/p, w/p, M)
+            valid = torch.arange(M, device=words.device) < self.n_exemplars[words][..., None]
+            pick = dist.masked_fill(~valid, float("inf")).argmin(-1)
+            return self.from_patches(self.exemplars[words, pick])
         if self.render == "exemplar":
             u = torch.rand(words.shape, generator=generator, device=words.device)
             pick = (u * self.n_exemplars[words]).long()                 # (B, h/p, w/p)
