@@ -19,16 +19,9 @@ learned encoder.
 2. **Word prior.** A causal transformer (:class:`~vqvae_lib.prior.transformer.CodeTransformer`)
    over the ``(h / patch) x (w / patch)`` word grid in raster order, optionally conditioned on
    slice position.
-3. **Rendering** a word back into codes, a whole patch at a time (a random code *per cell* is
-   speckle): ``"matched"`` (the default): one of the training patches that carry this word (up to
-   ``exemplars`` are kept per word), the one cut from the training slice whose *contrast* is
-   nearest to the sample's: every sample first draws an anchor, the contrast of one random training
-   slice, so that its pieces come from slices that look alike inside the head (a slice's contrast
-   here is the mean code vector over its head cells); ``"exemplar"``: one of those training
-   patches drawn at random -- a real piece of some training slice, but pieces of bright and dull
-   subjects end up side by side; ``"mode"``: at each of the ``patch x patch`` positions, the code
-   seen most often there under that word (smooth, but thin grey matter loses the vote);
-   ``"medoid"``: the one training patch nearest to the word's centroid.
+3. **Rendering** a word back into codes, a whole patch at a time, by one of the rules of
+   :mod:`vqvae_lib.prior.render` (default ``"matched"``: the real patch with this word cut from
+   the training slice whose contrast is nearest to the sample's anchor).
 
 Likelihood: ``words_of`` is a function of the code grid, so
 ``bits(words) + bits(codes | words)`` is the length of a real two-part code for the grid (send the
@@ -49,15 +42,10 @@ import torch.nn.functional as F
 
 from ..model.quantizers import kmeans, nearest_codes
 from .draw import CodePrior, nll_bits, start_at_unigram
+from .render import RENDER_RULES, head_contrast, render_words
 from .transformer import CodeTransformer
 
 __all__ = ["PatchWordPrior", "RENDER_RULES"]
-
-RENDER_RULES = ("matched", "exemplar", "mode", "medoid")
-"""How a word becomes codes: the real patch that carries it from the training slice of contrast
-nearest to the sample's anchor, a random real patch that carries it, the most frequent code per
-position, or the real patch nearest to its centroid."""
-
 
 class PatchWordPrior(CodePrior):
     """Transformer over a grid of k-means patch words, rendered back into codes; see the module
@@ -155,14 +143,6 @@ class PatchWordPrior(CodePrior):
             d = self.describe(codes)
             return nearest_codes(d.reshape(-1, d.shape[-1]), self.centroids).view(d.shape[:3])
 
-    def contrast(self, codes: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
-        """(B, h, w) codes -> (B, D) each grid's mean code vector over its head cells (cells whose
-        code is not in ``background``): how bright and how contrasted the slice is inside the
-        head, in code space. A grid with no head cells gets zeros."""
-        head = ~torch.isin(codes, background)                               # (B, h, w)
-        total = (F.embedding(codes, self.code_vectors) * head[..., None]).sum((1, 2))
-        return total / head.sum((1, 2))[:, None].clamp_min(1)
-
     @torch.no_grad()
     def prepare(self, train_codes: torch.Tensor, batch: int = 256, max_patches: int = 60000
                 ) -> None:
@@ -212,7 +192,8 @@ class PatchWordPrior(CodePrior):
         # contrasts: of every training grid, then of each exemplar's grid and of random anchors
         corners = torch.cat([c[:, [0, 0, -1, -1], [0, -1, 0, -1]].reshape(-1) for c in chunks])
         background = torch.unique(corners)
-        grid_contrast = torch.cat([self.contrast(c, background) for c in chunks])  # (grids, D)
+        grid_contrast = torch.cat([head_contrast(c, self.code_vectors, background)
+                                   for c in chunks])                                 # (grids, D)
         cells_per_grid = words.shape[1] * words.shape[2]
         self.exemplar_contrast.zero_()
         self.exemplar_contrast[by_word[keep], rank[keep]] = \
@@ -262,26 +243,10 @@ class PatchWordPrior(CodePrior):
     # -- sampling ----------------------------------------------------------------------------
     def render_words(self, words: torch.Tensor, generator: torch.Generator | None = None
                      ) -> torch.Tensor:
-        """(B, h/p, w/p) words -> (B, h, w) codes by the ``render`` rule (``generator`` draws the
-        anchors or the exemplars)."""
-        if self.render == "matched":
-            B, M = words.shape[0], self.exemplars.shape[1]
-            a = torch.randint(len(self.anchor_contrast), (B,), generator=generator,
-                              device=words.device)
-            anchor = self.anchor_contrast[a]                                # (B, D)
-            e = self.exemplar_contrast.float()                              # (N, M, D)
-            # ||e - a||^2 up to a per-sample constant, for every word's exemplars at once
-            dist = e.pow(2).sum(-1)[None] - 2 * torch.einsum("nmd,bd->bnm", e, anchor)
-            dist = dist[torch.arange(B, device=words.device)[:, None, None], words]  # (B, h/p, w/p, M)
-            valid = torch.arange(M, device=words.device) < self.n_exemplars[words][..., None]
-            pick = dist.masked_fill(~valid, float("inf")).argmin(-1)
-            return self.from_patches(self.exemplars[words, pick])
-        if self.render == "exemplar":
-            u = torch.rand(words.shape, generator=generator, device=words.device)
-            pick = (u * self.n_exemplars[words]).long()                 # (B, h/p, w/p)
-            return self.from_patches(self.exemplars[words, pick])
-        table = self.log_table.argmax(-1) if self.render == "mode" else self.medoids  # (N, pp)
-        return self.from_patches(table[words])
+        """(B, h/p, w/p) words -> (B, h, w) codes by the ``render`` rule
+        (:func:`vqvae_lib.prior.render.render_words`; ``generator`` draws the anchors or the
+        exemplars)."""
+        return self.from_patches(render_words(self, words, generator))
 
     def layout_vectors(self, words: torch.Tensor) -> torch.Tensor:
         """(B, h/p, w/p) words -> (B, D, h, w): every patch filled with its centroid's vectors
