@@ -101,6 +101,10 @@ class CodePrior(nn.Module):
         start_at_unigram(self, train_codes)
 
     def check_shape(self, shape) -> None:
-        """Refuse a grid ``shape`` (h, w) this prior was not built for; None means its own."""
-        if shape is not None and tuple(shape) != tuple(self.grid_size):
-            raise ValueError(f"this prior draws {tuple(self.grid_size)} grids, got {tuple(shape)}")
+        """Refuse a grid ``shape`` (h, w) this prior was not built for (its position embedding
+        has one entry per cell); None means its own. Priors without a fixed grid
+        (``grid_size`` None) take any shape."""
+        grid = getattr(self, "grid_size", None)
+        if shape is not None and grid is not None and tuple(shape) != tuple(grid):
+            raise ValueError(f"this prior was built for {tuple(grid)} code grids, "
+                             f"got {tuple(shape)}")

@@ -147,8 +147,7 @@ class MaskedCodePrior(CodePrior):
         """Draw ``n`` grids in ``steps`` rounds: each round draws every hidden cell at the given
         temperature and keeps the most confident draws (confidence = log-probability of the
         drawn code plus Gumbel noise that fades over the rounds, as in MaskGIT)."""
-        if shape is not None and tuple(shape) != self.grid_size:
-            raise ValueError(f"this prior draws {self.grid_size} grids, got {tuple(shape)}")
+        self.check_shape(shape)
         h, w = self.grid_size
         device = self.embed.weight.device
         temps, greedy = sampling_temperatures(temperature, n, device)  # (n, 1), (n,)

@@ -201,16 +201,11 @@ class GatedPixelCNN(CodePrior):
         return self.horizontal_stack(right_shift(e), self.vertical_stack(down_shift(e), biases),
                                      biases)
 
-    def _check_shape(self, shape) -> None:
-        if self.grid_size is not None and tuple(shape) != self.grid_size:
-            raise ValueError(f"this prior was built for {self.grid_size} code grids (it has a "
-                             f"position embedding), got {tuple(shape)}")
-
     def forward(self, codes: torch.Tensor, y: torch.Tensor | None = None,
                 cond_map: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, K, h, w) for ``codes`` (B, h, w); ``y`` (B,) classes, ``cond_map``
         (B, map_channels, h, w) a spatial condition (it may show every cell: it is not data)."""
-        self._check_shape(codes.shape[1:])
+        self.check_shape(codes.shape[1:])
         return self.forward_embedded(self.embed_codes(codes), y, cond_map)  # (B, K, h, w)
 
     # -- likelihood and sampling -------------------------------------------------------
@@ -225,7 +220,7 @@ class GatedPixelCNN(CodePrior):
         what it needs: the vertical stack once per row on the ``reach`` rows above it, and the
         horizontal stack on the ``reach`` cells to the left, so 32x32 = 1024 steps take seconds.
         """
-        self._check_shape(shape)
+        self.check_shape(shape)
         h, w = shape
         device = self.embed.weight.device
         temps, greedy = sampling_temperatures(temperature, n, device)  # (n, 1), (n,)

@@ -111,9 +111,7 @@ class CodeTransformer(CodePrior):
         return self._run(x).transpose(1, 2).reshape(B, -1, h, w)
 
     def forward(self, codes: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        if tuple(codes.shape[1:]) != self.grid_size:
-            raise ValueError(f"this prior was built for {self.grid_size} code grids (it has a "
-                             f"position embedding), got {tuple(codes.shape[1:])}")
+        self.check_shape(codes.shape[1:])
         return self.forward_embedded(self.embed(codes).permute(0, 3, 1, 2), y)
 
     @torch.no_grad()
@@ -132,8 +130,7 @@ class CodeTransformer(CodePrior):
             progress: show a progress bar over rows.
             top_p: nucleus sampling, the probability mass kept per draw (1 = all; ``draw_codes``).
         """
-        if tuple(shape) != self.grid_size:
-            raise ValueError(f"this prior was built for {self.grid_size} code grids, got {tuple(shape)}")
+        self.check_shape(shape)
         h, w = shape
         device = self.embed.weight.device
         temps, greedy = sampling_temperatures(temperature, n, device)
