@@ -205,6 +205,8 @@ def test_train_prior_writes_checkpoints_and_reloads(tiny_run):
     assert run.codes["train"]["codes"].shape == (16, 8, 8)  # 4 subjects x 4 slices
     prior, saved = load_prior(run_dir / "prior" / "best.pt")
     assert saved["extra"]["latent_shape"] == [8, 8]
+    check = saved["extra"]["head_check"]         # fitted on decoded training grids, reloaded
+    assert check["n"] == 16 and 0 <= check["min_solidity"] <= 1 and prior.head_check == check
     assert prior.sample(3, (8, 8)).shape == (3, 8, 8)
     again = train_or_load_prior(ckpt, data, retrain=False, verbose=False)  # reloads, no training
     assert again.metrics == pytest.approx(m) and again.history["val"] == run.history["val"]

@@ -5,8 +5,9 @@ grid, then the codes given it), ``masked`` (MaskGIT-style parallel decoding), ``
 PixelCNN over groups of near-synonym codes), ``words`` (a transformer over k-means patch words),
 ``render`` (how a drawn word becomes a patch of codes), ``build`` (which prior a config asks for),
 ``codes`` (encoded splits, cached), ``fit`` (training), ``store`` (loading), ``reuse`` (train or
-reload), ``sample`` (generate, write PNGs, novelty), ``generation`` (sample quality metrics),
-``segmenter`` (tissue fractions), ``scoring`` (metrics against the real data), ``cli``. Figures
+reload), ``sample`` (generate, write PNGs, novelty), ``head_check`` (redraw broken head
+outlines), ``generation`` (sample quality metrics), ``segmenter`` (tissue fractions),
+``scoring`` (metrics against the real data), ``cli``. Figures
 and widgets are imported on their own: ``from vqvae_lib.prior import figures``.
 """
 

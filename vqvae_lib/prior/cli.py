@@ -5,7 +5,8 @@ folder of slices.
     python -m vqvae_lib.prior sample --prior runs/cpu/prior/best.pt -n 64 --out-dir samples/ [--seed 0] [--temperature 1.0]
     python -m vqvae_lib.prior score  samples/ [--split test] [--data-dir DIR] [--size 128] [--out scores.json]
 
-``sample`` writes ``sample_000.png`` ... (8-bit grey) and ``codes.npy`` (the code grids).
+``sample`` writes ``sample_000.png`` ... (8-bit grey) and ``codes.npy`` (the code grids); it
+redraws broken heads when the prior carries a head check (``--no-head-check``: keep them).
 ``score`` compares every PNG of a folder with the real slices (generation metrics with their
 floors, see :mod:`vqvae_lib.prior.generation`) and prints JSON. A missing or damaged checkpoint
 or data folder is reported in one line (``error: ...``) with exit status 2.
@@ -51,6 +52,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--checkpoint", default=None, help="VQ-VAE to decode with (default: the one it was trained on)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default=None)
+    s.add_argument("--no-head-check", action="store_true",
+                   help="keep every first draw, also broken heads (default: redraw them)")
     c = sub.add_parser("score", help="generation metrics of a folder of PNG slices against a split")
     c.add_argument("folder", help="folder of PNG slices (e.g. what `sample --out-dir` wrote)")
     c.add_argument("--split", default="test", choices=("test", "validate"),
@@ -81,10 +84,13 @@ def _sample(args) -> None:
     vq_path = Path(args.checkpoint or ckpt["extra"]["vqvae_checkpoint"])
     vqvae, _, _ = load_model(vq_path, device)
     out = generate(prior, vqvae, args.n, args.temperature, labels=args.label, seed=args.seed,
-                   device=device)
+                   device=device, head_check=not args.no_head_check)
     paths = write_samples(out["images"], out["codes"], args.out_dir)
-    print(f"sampled {args.n} slices in {out['seconds']:.1f} s; wrote {len(paths)} PNGs and "
-          f"codes.npy to {args.out_dir}")
+    check = out["head_check"]
+    redrawn = (f" ({check['first_failed']:.0%} of the first draws failed the head check and "
+               f"were redrawn)" if check else "")
+    print(f"sampled {args.n} slices in {out['seconds']:.1f} s{redrawn}; wrote {len(paths)} PNGs "
+          f"and codes.npy to {args.out_dir}")
 
 
 def _score(args) -> None:

@@ -27,16 +27,18 @@ from ..checkpoint import file_hash, load_model, save_checkpoint
 from ..common import atomic_write_text, progress
 from ..config import PRESETS, Config, get_config
 from ..metrics import code_entropy
+from ..model.inference import decode
 from ..runlock import run_lock
 from ..runtime import pick_device, seed_everything
 from .build import build_prior, prior_kind_of
 from .codes import all_codes, condition_labels, split_codes
 from .draw import start_at_unigram
+from .head_check import fit_head_check
 from .hierarchy import code_vector_table
 from .store import PRIOR_CHECKPOINT_KIND, load_prior
 
 __all__ = ["PriorRun", "train_prior", "prior_fields", "start_at_unigram", "baseline_bits",
-           "evaluate_bits", "json_dumps"]
+           "evaluate_bits", "head_check_of", "json_dumps"]
 
 
 def baseline_bits(train_codes: torch.Tensor, test_codes: torch.Tensor, K: int) -> dict[str, float]:
@@ -102,6 +104,23 @@ def _save(path, prior, cfg, opt, history, epoch, step, best, extra):
                     epoch=epoch, step=step, best_metric=best,
                     extra={**extra, "kind": PRIOR_CHECKPOINT_KIND, "prior_kind": prior_kind_of(prior),
                            "hparams": prior.hparams, "train_curve": history["train"]})
+
+
+@torch.no_grad()
+def head_check_of(vqvae, train_codes: torch.Tensor, device, grids: int = 512, seed: int = 0
+                  ) -> dict:
+    """The head check (:mod:`vqvae_lib.prior.head_check`) fitted on the VQ-VAE's reconstructions
+    of up to ``grids`` random training grids: real heads as the decoder draws them.
+
+    Args:
+        vqvae: the VQ-VAE.
+        train_codes: (N, h, w) training grids (not mirrored).
+        device: where to decode.
+        grids: how many grids to decode.
+        seed: which ones.
+    """
+    pick = torch.randperm(len(train_codes), generator=torch.Generator().manual_seed(seed))[:grids]
+    return fit_head_check(decode(vqvae, train_codes[pick], device=device))
 
 
 def _learning_rate(cfg: Config, step: int, total_steps: int, elapsed: float) -> float:
@@ -171,7 +190,8 @@ def fit_prior(checkpoint, data_dir=None, run_dir=None, device=None, verbose: boo
     budget = cfg.prior_max_minutes * 60
     amp = device.type == "cuda" and cfg.amp
     extra = {"vqvae_checkpoint": str(checkpoint), "vqvae_sha1": file_hash(checkpoint),
-             "latent_shape": list(train_codes.shape[1:]), "cond": cond}
+             "latent_shape": list(train_codes.shape[1:]), "cond": cond,
+             "head_check": head_check_of(vqvae, train_codes, device)}
     history = {"train": [], "val": []}  # train: every few steps; val: every epoch
     best, step, t0, done = float("inf"), 0, time.perf_counter(), False
     if verbose:

@@ -4,7 +4,8 @@ checking that they are new.
 ``generate`` draws code grids (all samples in one batch), decodes them with
 :func:`vqvae_lib.model.inference.decode` and returns both. A conditioned prior gets one
 slice-position class per sample: by default the classes cycle through all bins, so a set of
-samples covers the head from bottom to top as a set of real slices does.
+samples covers the head from bottom to top as a set of real slices does. A prior trained with a
+head check (:mod:`vqvae_lib.prior.head_check`) redraws the samples whose head outline is broken.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from PIL import Image
 from ..common import atomic_write
 from ..model.inference import decode, encode
 from .generation import nearest_neighbours
+from .head_check import passes_head_check, redraw_failures
 
 __all__ = ["default_labels", "generate", "write_samples", "novelty"]
 
@@ -35,8 +37,9 @@ def default_labels(prior, n: int) -> torch.Tensor | None:
 
 @torch.no_grad()
 def generate(prior, vqvae, n: int, temperature=1.0, labels=None, seed: int = 0,
-             device="cpu", progress: bool = False) -> dict:
-    """Sample ``n`` code grids and decode them.
+             device="cpu", progress: bool = False, head_check: bool = True, rounds: int = 4
+             ) -> dict:
+    """Sample ``n`` code grids and decode them; redraw broken heads when the prior has a check.
 
     Args:
         prior: a trained prior (any kind).
@@ -47,10 +50,15 @@ def generate(prior, vqvae, n: int, temperature=1.0, labels=None, seed: int = 0,
         seed: seeds the sampler (same seed, same slices).
         device: where to run.
         progress: show a progress bar.
+        head_check: apply the prior's head check (``prior.head_check``, set when a prior trained
+            with one is loaded) and redraw the samples that fail it; False shows the prior's
+            first draws as they are.
+        rounds: redraws at most per sample (a sample failing them all is kept).
 
     Returns:
         ``{"images": (n, 1, H, W) float in [0, 1], "codes": (n, h, w) long, "labels": (n,) or
-        None, "seconds": float}``.
+        None, "seconds": float, "head_check": None or {"first_failed", "redrawn",
+        "still_failing"}}`` (see :func:`~vqvae_lib.prior.head_check.redraw_failures`).
     """
     if labels is None:
         labels = default_labels(prior, n)
@@ -63,11 +71,25 @@ def generate(prior, vqvae, n: int, temperature=1.0, labels=None, seed: int = 0,
     gen = torch.Generator(device=device).manual_seed(int(seed))
     t0 = time.perf_counter()
     y = None if labels is None else labels.to(device)
-    codes = prior.to(device).sample(n, prior.grid_size, temperature, y=y, generator=gen,
-                                    progress=progress)
-    images = decode(vqvae, codes, device=device)
-    return {"images": images, "codes": codes.cpu(), "labels": labels,
-            "seconds": time.perf_counter() - t0}
+    temps = torch.as_tensor(temperature, dtype=torch.float32).reshape(-1)  # one, or one per sample
+    if len(temps) not in (1, n):
+        raise ValueError(f"temperature has {len(temps)} values for {n} samples")
+    prior.to(device)
+
+    def draw(index: torch.Tensor) -> dict:
+        t = temps[index] if len(temps) > 1 else float(temps[0])
+        codes = prior.sample(len(index), prior.grid_size, t,
+                             y=None if y is None else y[index.to(device)], generator=gen,
+                             progress=progress and len(index) == n)
+        return {"codes": codes.cpu(), "images": decode(vqvae, codes, device=device)}
+
+    check = getattr(prior, "head_check", None) if head_check else None
+    if check:
+        out, report = redraw_failures(draw, n, lambda im: passes_head_check(im, check), rounds)
+    else:
+        out, report = draw(torch.arange(n)), None
+    return {"images": out["images"], "codes": out["codes"], "labels": labels,
+            "seconds": time.perf_counter() - t0, "head_check": report}
 
 
 def write_samples(images: torch.Tensor, codes: torch.Tensor, out_dir) -> list[Path]:

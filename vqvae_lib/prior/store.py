@@ -25,6 +25,8 @@ def load_prior(path, device="cpu") -> tuple[torch.nn.Module, dict]:
 
     Returns:
         ``(prior in eval mode, checkpoint dict)``; CheckpointError names the file and the fix.
+        ``prior.head_check`` holds the head check it was trained with (None for priors saved
+        before it existed; see :mod:`vqvae_lib.prior.head_check`).
     """
     path = Path(path)
     if not path.is_file():
@@ -43,6 +45,7 @@ def load_prior(path, device="cpu") -> tuple[torch.nn.Module, dict]:
         raise CheckpointError(f"The prior in {path} cannot be rebuilt ({type(e).__name__}: "
                               f"{str(e).splitlines()[0][:160]}). It was edited or written by "
                               f"another version; train a new prior.") from e
+    prior.head_check = extra.get("head_check")
     return prior.to(device).eval(), ckpt
 
 
