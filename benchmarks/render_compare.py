@@ -38,6 +38,21 @@ def row(scores: dict) -> dict:
     return out
 
 
+def mean_of(rows: list[dict]) -> dict:
+    """The mean of :func:`row` results (e.g. over seeds)."""
+    out = {k: round(sum(r[k] for r in rows) / len(rows), 3) for k in
+           ("one_nn_shape", "one_nn_intensity", "precision", "recall")}
+    out["tissue_w1_over_floor"] = {
+        t: round(sum(r["tissue_w1_over_floor"][t] for r in rows) / len(rows), 2) for t in TISSUES}
+    return out
+
+
+def machine() -> dict:
+    """Where a benchmark ran."""
+    return {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+            "torch": torch.__version__}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run-dir", default="runs/cpu")
@@ -61,20 +76,12 @@ def main() -> None:
             rows.append({"render": rule, "seed": seed, "sample_seconds": round(out["seconds"], 2),
                          **row(score_images(out["images"], real, n=args.n)),
                          "seconds": round(time.perf_counter() - t0, 1)})
-    means = {}
-    for rule in RENDER_RULES:
-        mine = [r for r in rows if r["render"] == rule]
-        means[rule] = {k: round(sum(r[k] for r in mine) / len(mine), 3) for k in
-                       ("one_nn_shape", "one_nn_intensity", "precision", "recall")}
-        means[rule]["tissue_w1_over_floor"] = {
-            t: round(sum(r["tissue_w1_over_floor"][t] for r in mine) / len(mine), 2)
-            for t in TISSUES}
+    means = {rule: mean_of([r for r in rows if r["render"] == rule]) for rule in RENDER_RULES}
     metrics = run / "prior" / "metrics.json"
     report = {"what": __doc__.splitlines()[0], "run_dir": str(run),
               "prior_test_bits": json.loads(metrics.read_text()).get("test_bits")
               if metrics.is_file() else None,
-              "machine": {"cpu": platform.processor() or platform.machine(),
-                          "threads": torch.get_num_threads(), "torch": torch.__version__},
+              "machine": machine(),
               "date": time.strftime("%Y-%m-%d"), "n": args.n, "seeds": args.seeds,
               "mean_over_seeds": means, "rows": rows}
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
