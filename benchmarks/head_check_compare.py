@@ -11,15 +11,9 @@ saved before the check existed gets one fitted here, the way ``prior train`` fit
 
 from __future__ import annotations
 
-import argparse
-import json
-import time
-from pathlib import Path
-
-from render_compare import machine, mean_of, row
+from render_compare import arguments, mean_of, row, trained_run, write_report
 from tqdm.auto import tqdm
 
-from vqvae_lib.checkpoint import load_model
 from vqvae_lib.prior.codes import split_codes
 from vqvae_lib.prior.fit import head_check_of
 from vqvae_lib.prior.sample import generate
@@ -28,16 +22,8 @@ from vqvae_lib.prior.store import load_prior
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--run-dir", default="runs/cpu")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("-n", type=int, default=64, help="samples per seed (and real slices)")
-    p.add_argument("--out", default=str(Path(__file__).with_name("head_check.json")))
-    args = p.parse_args()
-    run = Path(args.run_dir)
-    checkpoint = run / "checkpoints" / "best.pt"
-    vqvae, cfg, _ = load_model(checkpoint)
+    args = arguments(__doc__, "head_check.json")
+    run, checkpoint, vqvae, cfg = trained_run(args.run_dir)
     prior, _ = load_prior(run / "prior" / "best.pt")
     fitted_here = prior.head_check is None
     if fitted_here:
@@ -56,12 +42,8 @@ def main() -> None:
              for on in (False, True)}
     means["on"]["first_failed"] = round(
         sum(r["first_failed"] for r in rows if r["head_check"]) / len(args.seeds), 3)
-    report = {"what": __doc__.splitlines()[0], "run_dir": str(run), "check": prior.head_check,
-              "check_fitted_by_this_script": fitted_here, "machine": machine(),
-              "date": time.strftime("%Y-%m-%d"), "n": args.n, "seeds": args.seeds,
-              "mean_over_seeds": means, "rows": rows}
-    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
-    print(json.dumps(means, indent=1))
+    write_report(args, __doc__, run, rows, means, check=prior.head_check,
+                 check_fitted_by_this_script=fitted_here)
 
 
 if __name__ == "__main__":

@@ -53,16 +53,42 @@ def machine() -> dict:
             "torch": torch.__version__}
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def arguments(doc: str, out_name: str, seeds: bool = True) -> argparse.Namespace:
+    """The command line the prior benchmarks share: ``--run-dir``, ``--data-dir``, ``--seeds``
+    (when ``seeds``), ``-n`` and ``--out`` (default ``benchmarks/<out_name>``)."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
     p.add_argument("--run-dir", default="runs/cpu")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    if seeds:
+        p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("-n", type=int, default=64, help="samples per seed (and real slices)")
-    p.add_argument("--out", default=str(Path(__file__).with_name("render_rules.json")))
-    args = p.parse_args()
-    run = Path(args.run_dir)
-    vqvae, cfg, _ = load_model(run / "checkpoints" / "best.pt")
+    p.add_argument("--out", default=str(Path(__file__).with_name(out_name)))
+    return p.parse_args()
+
+
+def trained_run(run_dir) -> tuple[Path, Path, torch.nn.Module, object]:
+    """``(run folder, VQ-VAE checkpoint, VQ-VAE, its config)`` of a finished ``make run-all``."""
+    run = Path(run_dir)
+    checkpoint = run / "checkpoints" / "best.pt"
+    vqvae, cfg, _ = load_model(checkpoint)
+    return run, checkpoint, vqvae, cfg
+
+
+def write_report(args, doc: str, run: Path, rows: list[dict], means: dict | None = None,
+                 **context) -> None:
+    """Write a benchmark's JSON to ``args.out`` (what, where, when, ``context``, the rows and
+    their means over seeds) and print the means (or the rows)."""
+    report = {"what": doc.splitlines()[0], "run_dir": str(run), **context, "machine": machine(),
+              "date": time.strftime("%Y-%m-%d"), "n": args.n,
+              **({"seeds": args.seeds, "mean_over_seeds": means} if means is not None else {}),
+              "rows": rows}
+    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+    print(json.dumps(means if means is not None else rows, indent=1))
+
+
+def main() -> None:
+    args = arguments(__doc__, "render_rules.json")
+    run, _, vqvae, cfg = trained_run(args.run_dir)
     prior, _ = load_prior(run / "prior" / "best.pt")
     if not hasattr(prior, "render"):
         raise SystemExit(f"{run}/prior/best.pt is not a patch-word prior (prior_kind='words')")

@@ -15,17 +15,13 @@ Writes ``benchmarks/word_ceiling.json``.
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-from render_compare import machine, row
+from render_compare import arguments, row, trained_run, write_report
 from tqdm.auto import tqdm
 
-from vqvae_lib.checkpoint import load_model
 from vqvae_lib.data.slices import load_split
 from vqvae_lib.model.inference import decode
 from vqvae_lib.prior.codes import split_codes
@@ -45,15 +41,8 @@ def csf_agreement(fractions: np.ndarray, reference: np.ndarray) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--run-dir", default="runs/cpu")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("-n", type=int, default=64, help="slices scored per side")
-    p.add_argument("--out", default=str(Path(__file__).with_name("word_ceiling.json")))
-    args = p.parse_args()
-    run = Path(args.run_dir)
-    checkpoint = run / "checkpoints" / "best.pt"
-    vqvae, cfg, _ = load_model(checkpoint)
+    args = arguments(__doc__, "word_ceiling.json", seeds=False)
+    run, checkpoint, vqvae, cfg = trained_run(args.run_dir)
     codes = {s: split_codes(vqvae, checkpoint, cfg, s, args.data_dir, run, "cpu")["codes"].long()
              for s in ("train", "validate")}
     subjects = load_split("validate", args.data_dir, size=cfg.image_size, masks=False,
@@ -81,13 +70,7 @@ def main() -> None:
                                                                           w).mean()), 3),
                      **csf_agreement(real.fractions(images), reference),
                      **row(score_images(images[pick], real, args.n, groups=subjects[pick]))})
-    report = {"what": __doc__.splitlines()[0], "run_dir": str(run), "render": "matched",
-              "machine": machine(), "date": time.strftime("%Y-%m-%d"), "n": args.n,
-              "rows": rows}
-    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
-    for r in rows:
-        print(r["vocabulary"], {k: r[k] for k in ("csf_std", "csf_corr_with_reconstruction",
-                                                  "one_nn_intensity", "tissue_w1_over_floor")})
+    write_report(args, __doc__, run, rows, render="matched")
 
 
 if __name__ == "__main__":
