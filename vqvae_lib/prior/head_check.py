@@ -25,14 +25,12 @@ import torch
 from scipy import ndimage as ndi
 from skimage.measure import label, regionprops
 
-__all__ = ["HEAD_LEVEL", "head_solidity", "fit_head_check", "passes_head_check", "redraw_failures"]
+from .generation import HEAD_THRESHOLD
 
-HEAD_LEVEL = 0.08
-"""Pixels brighter than this (images in [0, 1]) count as head; the background of a decoded slice
-stays below it, the darkest CSF inside the skull above it after the opening."""
+__all__ = ["head_solidity", "fit_head_check", "passes_head_check", "redraw_failures"]
 
 
-def head_solidity(images: torch.Tensor, level: float = HEAD_LEVEL) -> np.ndarray:
+def head_solidity(images: torch.Tensor, level: float = HEAD_THRESHOLD) -> np.ndarray:
     """(N, 1, H, W) or (N, H, W) slices in [0, 1] -> (N,) solidity of each head's outline.
 
     The head is the largest connected region of the pixels above ``level`` after a one-pixel
@@ -41,7 +39,8 @@ def head_solidity(images: torch.Tensor, level: float = HEAD_LEVEL) -> np.ndarray
 
     Args:
         images: slices in [0, 1].
-        level: intensity above which a pixel belongs to the head.
+        level: intensity above which a pixel belongs to the head (the same threshold as the
+            in-head intensity histogram of :mod:`vqvae_lib.prior.generation`).
     """
     x = torch.as_tensor(images).detach().float().cpu().numpy()
     x = x[:, 0] if x.ndim == 4 else x
@@ -53,7 +52,7 @@ def head_solidity(images: torch.Tensor, level: float = HEAD_LEVEL) -> np.ndarray
     return out
 
 
-def fit_head_check(images: torch.Tensor, quantile: float = 0.01, level: float = HEAD_LEVEL
+def fit_head_check(images: torch.Tensor, quantile: float = 0.01, level: float = HEAD_THRESHOLD
                    ) -> dict:
     """The check's threshold from real heads: the ``quantile`` of their solidity.
 
