@@ -54,9 +54,10 @@ def machine() -> dict:
             "torch": torch.__version__}
 
 
-def arguments(doc: str, out_name: str, seeds: bool = True) -> argparse.Namespace:
+def arguments(doc: str, out_name: str, seeds: bool = True, extra=None) -> argparse.Namespace:
     """The command line the prior benchmarks share: ``--run-dir``, ``--data-dir``, ``--seeds``
-    (when ``seeds``), ``-n`` and ``--out`` (default ``benchmarks/<out_name>``)."""
+    (when ``seeds``), ``-n`` and ``--out`` (default ``benchmarks/<out_name>``); ``extra``, a
+    function of the parser, adds a script's own options."""
     p = argparse.ArgumentParser(description=doc.splitlines()[0])
     p.add_argument("--run-dir", default="runs/cpu")
     p.add_argument("--data-dir", default=None)
@@ -64,6 +65,8 @@ def arguments(doc: str, out_name: str, seeds: bool = True) -> argparse.Namespace
         p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("-n", type=int, default=64, help="samples per seed (and real slices)")
     p.add_argument("--out", default=str(Path(__file__).with_name(out_name)))
+    if extra is not None:
+        extra(p)
     return p.parse_args()
 
 
