@@ -69,11 +69,7 @@ class MaskedRenderer(nn.Module):
 
     def table_logits(self, words: torch.Tensor) -> torch.Tensor:
         """(B, h/p, w/p) words -> (B, K, h, w) log p(code | word, position) from the counts."""
-        pr = self.prior[0]
-        lp = pr.log_table[words].float() - pr.log_norm[words][..., None]   # (B, hp, wp, pp, K)
-        B, hp, wp, pp, K = lp.shape
-        grid = pr.from_patches(lp.permute(0, 4, 1, 2, 3).reshape(B * K, hp, wp, pp))
-        return grid.view(B, K, *pr.grid_size)
+        return self.prior[0].table_log_probs(words)
 
     def forward(self, words: torch.Tensor, codes: torch.Tensor, hidden: torch.Tensor
                 ) -> torch.Tensor:

@@ -232,13 +232,16 @@ class PatchWordPrior(CodePrior):
         costs nothing.)"""
         return self.nll_bits(codes, y).mean()
 
-    def forward(self, codes: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Code log-probabilities (B, K, h, w) given the words of ``codes`` (teacher forcing)."""
-        words = self.words_of(codes)                                        # (B, h/p, w/p)
+    def table_log_probs(self, words: torch.Tensor) -> torch.Tensor:
+        """(B, h/p, w/p) words -> (B, K, h, w) log p(code | word, position) from the count table."""
         logp = self.log_table[words].float() - self.log_norm[words][..., None]  # (B, h/p, w/p, pp, K)
         B, hp, wp, pp, K = logp.shape
         grid = self.from_patches(logp.permute(0, 4, 1, 2, 3).reshape(B * K, hp, wp, pp))
         return grid.view(B, K, *self.grid_size)
+
+    def forward(self, codes: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Code log-probabilities (B, K, h, w) given the words of ``codes`` (teacher forcing)."""
+        return self.table_log_probs(self.words_of(codes))
 
     # -- sampling ----------------------------------------------------------------------------
     def render_words(self, words: torch.Tensor, generator: torch.Generator | None = None
