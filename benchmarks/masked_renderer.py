@@ -34,6 +34,7 @@ from word_ceiling import csf_agreement
 
 from vqvae_lib.model.inference import decode
 from vqvae_lib.prior.codes import split_codes
+from vqvae_lib.prior.masked import unmasked_counts
 from vqvae_lib.prior.sample import default_labels
 from vqvae_lib.prior.scoring import load_real, score_images
 from vqvae_lib.prior.store import load_prior
@@ -136,17 +137,18 @@ def draw(net, words: torch.Tensor, generator: torch.Generator, steps: int = 10,
          temperature: float = 1.0, noise: float | None = 4.5) -> torch.Tensor:
     """Fill the code grids of ``words`` in ``steps`` rounds (MaskGIT decoding). Each round draws
     every hidden cell and keeps the most confident draws (log-probability plus Gumbel noise scaled
-    by ``noise`` and annealed to 0), so that the share still hidden follows cos(pi/2 t/steps);
+    by ``noise`` and annealed to 0), so that the share still hidden follows cos(pi/2 t/steps)
+    (:func:`~vqvae_lib.prior.masked.unmasked_counts`, as in the masked prior);
     ``noise=None`` keeps a random choice instead (random order)."""
     B, (h, w) = len(words), net.prior[0].grid_size
     codes = torch.zeros(B, h, w, dtype=torch.long)
     hidden = torch.ones(B, h, w, dtype=torch.bool)
-    for t in range(steps):
+    for t, visible in enumerate(unmasked_counts(h * w, steps)):   # the masked prior's schedule
         probs = F.softmax(net(words, codes, hidden) / temperature, 1).permute(0, 2, 3, 1)
         drawn = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator)
         drawn = drawn.view(B, h, w)
         codes = torch.where(hidden, drawn, codes)
-        left = int(h * w * math.cos(math.pi / 2 * (t + 1) / steps))
+        left = h * w - visible
         if left == 0:
             break
         gumbel = -torch.log(-torch.log(torch.rand(B, h, w, generator=generator).clamp(1e-9, 1)))

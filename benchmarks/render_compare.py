@@ -108,14 +108,9 @@ def main() -> None:
                          "seconds": round(time.perf_counter() - t0, 1)})
     means = {rule: mean_of([r for r in rows if r["render"] == rule]) for rule in RENDER_RULES}
     metrics = run / "prior" / "metrics.json"
-    report = {"what": __doc__.splitlines()[0], "run_dir": str(run),
-              "prior_test_bits": json.loads(metrics.read_text()).get("test_bits")
-              if metrics.is_file() else None,
-              "machine": machine(),
-              "date": time.strftime("%Y-%m-%d"), "n": args.n, "seeds": args.seeds,
-              "mean_over_seeds": means, "rows": rows}
-    Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
-    print(json.dumps(means, indent=1))
+    write_report(args, __doc__, run, rows, means,
+                 prior_test_bits=json.loads(metrics.read_text()).get("test_bits")
+                 if metrics.is_file() else None)
 
 
 if __name__ == "__main__":
