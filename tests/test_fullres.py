@@ -1,8 +1,9 @@
 """The full-resolution presets (``gpu``, ``reference``) at 256x256 on CPU: train a step or two,
 save, reload and evaluate -- with the presets' real architecture, on a handful of images.
 
-On a CPU, ``amp=True`` and ``channels_last=True`` (the ``gpu`` preset) must take their CPU
-paths: plain fp32, no gradient scaler, default memory format. The two-process DDP test with
+On a CPU, ``precision="auto"`` and ``channels_last=True`` (the ``gpu`` preset) must take their CPU
+paths: bf16 autocast only where the CPU has native bf16 (fp32 weights either way), no gradient
+scaler, default memory format; the ``reference`` preset asks for fp32. The two-process DDP test with
 the Gloo backend lives in ``test_train.py``.
 """
 
@@ -15,6 +16,7 @@ import torch
 from vqvae_lib.checkpoint import load_model
 from vqvae_lib.config import get_config
 from vqvae_lib.evaluate.score import evaluate_checkpoint
+from vqvae_lib.runtime import cpu_has_bf16, precision_name
 from vqvae_lib.train import describe, fit, make_trainer
 
 SIZE = 256
@@ -45,12 +47,16 @@ def test_preset_trains_saves_reloads_and_evaluates_at_256(preset, data_dir, tmp_
     # two optimizer steps of the real architecture, finite numbers
     assert res.stopped == "completed" and res.history[-1]["step"] == 2
     assert all(np.isfinite(res.history[-1][k]) for k in ("train_loss", "val_ssim", "val_psnr"))
-    # AMP and channels_last asked for (gpu) or not (reference): on CPU both are plain fp32
-    assert trainer.amp_dtype is None and not trainer.scaler.is_enabled()
+    # auto precision and channels_last asked for (gpu) or not (reference): on CPU, bf16 autocast
+    # only where the CPU has native bf16, never a gradient scaler, weights always fp32
+    expected = torch.bfloat16 if preset == "gpu" and cpu_has_bf16() else None
+    assert trainer.amp_dtype == expected and not trainer.scaler.is_enabled()
     assert all(p.dtype == torch.float32 for p in res.model.parameters())
     conv = next(m for m in res.model.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous()                     # not channels_last on CPU
-    assert "mixed precision: off | channels_last: False" in describe(cfg, "cpu")
+    assert (f"precision: {precision_name(expected)} ({cfg.precision}) | channels_last: False"
+            in describe(cfg, "cpu"))
+    assert res.history[-1]["precision"] == precision_name(expected)
     if preset == "reference":
         assert cfg.decode_every_epoch and cfg.data_range == "pm1"    # its PNG-per-epoch path ran
     # checkpoint round trip: the reloaded model computes what the trained one computes

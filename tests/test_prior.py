@@ -1,5 +1,6 @@
 """The priors: causal masking (by gradients), sampling, likelihood, training, reuse, CLI."""
 
+import json
 import math
 
 import pytest
@@ -7,13 +8,13 @@ import torch
 
 from vqvae_lib.errors import CheckpointError
 from vqvae_lib.prior.codes import slice_bins
+from vqvae_lib.prior.figures import causal_receptive_field as receptive_field
 from vqvae_lib.prior.figures import receptive_field_map
 from vqvae_lib.prior.fit import baseline_bits
-from vqvae_lib.prior.generation import nearest_neighbours
-from vqvae_lib.prior.model import GatedPixelCNN
-from vqvae_lib.prior.receptive import MaskedConv2d, plain_pixelcnn, receptive_field
+from vqvae_lib.prior.pixelcnn import GatedPixelCNN, MaskedConv2d, plain_pixelcnn
 from vqvae_lib.prior.store import load_prior
 from vqvae_lib.prior.transformer import CodeTransformer
+from vqvae_lib.realism.metrics import nearest_neighbours
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one thread
 
@@ -192,7 +193,7 @@ def tiny_run(tmp_path, monkeypatch):
 
 def test_train_prior_writes_checkpoints_and_reloads(tiny_run):
     from vqvae_lib.prior.fit import train_prior
-    from vqvae_lib.prior.reuse import train_or_load_prior
+    from vqvae_lib.prior.fit import train_or_load_prior
 
     ckpt, data, run_dir = tiny_run
     run = train_prior(ckpt, data, device="cpu", verbose=False, prior_epochs=2, prior_channels=8,
@@ -205,8 +206,8 @@ def test_train_prior_writes_checkpoints_and_reloads(tiny_run):
     assert run.codes["train"]["codes"].shape == (16, 8, 8)  # 4 subjects x 4 slices
     prior, saved = load_prior(run_dir / "prior" / "best.pt")
     assert saved["extra"]["latent_shape"] == [8, 8]
-    check = saved["extra"]["head_check"]         # fitted on decoded training grids, reloaded
-    assert check["n"] == 16 and 0 <= check["min_solidity"] <= 1 and prior.head_check == check
+    assert saved["extra"]["vqvae_checkpoint"] == "checkpoints/best.pt"   # relative to the run
+    assert saved["extra"]["precision"] in ("bf16", "fp32") and m["precision"] == saved["extra"]["precision"]
     assert prior.sample(3, (8, 8)).shape == (3, 8, 8)
     again = train_or_load_prior(ckpt, data, retrain=False, verbose=False)  # reloads, no training
     assert again.metrics == pytest.approx(m) and again.history["val"] == run.history["val"]
@@ -218,7 +219,7 @@ def test_cli_trains_a_conditional_prior_and_samples_pngs(tiny_run):
     import numpy as np
     from PIL import Image
 
-    from vqvae_lib.prior.cli import main
+    from vqvae_lib.prior.__main__ import main
     from vqvae_lib.prior.store import find_vqvae_checkpoint
 
     ckpt, data, run_dir = tiny_run
@@ -250,7 +251,7 @@ def test_novelty_of_training_slices_is_zero():
     from vqvae_lib.config import get_config
     from vqvae_lib.model.inference import encode
     from vqvae_lib.model.vqvae import build_model
-    from vqvae_lib.prior.sample import novelty
+    from vqvae_lib.realism.scoring import novelty
 
     torch.manual_seed(0)
     vqvae = build_model(get_config("smoke", image_size=32)).eval()
@@ -325,7 +326,7 @@ def test_a_vqvae_retrained_at_the_same_path_gets_a_new_prior(tiny_run, capsys):
     from vqvae_lib.checkpoint import file_hash, save_checkpoint
     from vqvae_lib.config import get_config
     from vqvae_lib.model.vqvae import build_model
-    from vqvae_lib.prior.reuse import train_or_load_prior
+    from vqvae_lib.prior.fit import train_or_load_prior
 
     ckpt, data, run_dir = tiny_run
     kw = dict(device="cpu", verbose=False, prior_epochs=1, prior_channels=8, prior_layers=2)
@@ -346,7 +347,7 @@ def test_a_vqvae_retrained_at_the_same_path_gets_a_new_prior(tiny_run, capsys):
 def test_a_saved_prior_keeps_its_own_architecture(tiny_run, monkeypatch):
     from vqvae_lib import config
     from vqvae_lib.prior.fit import train_prior
-    from vqvae_lib.prior.reuse import train_or_load_prior
+    from vqvae_lib.prior.fit import train_or_load_prior
 
     ckpt, data, run_dir = tiny_run
     train_prior(ckpt, data, device="cpu", verbose=False, prior_epochs=1, prior_kind="transformer",
@@ -387,7 +388,7 @@ def test_prior_outputs_are_written_atomically(tiny_run, monkeypatch):
 
 # ---- command-line errors: one line, exit status 2 --------------------------------------------
 def test_sample_with_a_missing_or_damaged_prior_exits_2_in_one_line(tmp_path, capsys):
-    from vqvae_lib.prior.cli import main
+    from vqvae_lib.prior.__main__ import main
 
     rc = main(["sample", "--prior", str(tmp_path / "nope.pt"), "--out-dir", str(tmp_path / "o")])
     err = capsys.readouterr().err
@@ -417,13 +418,42 @@ def test_python_m_prior_sample_reports_a_damaged_checkpoint_without_traceback(tm
     assert str(bad) in r.stderr
 
 
+# ---- the config chooses, and says what it knows ----------------------------------------------
+@pytest.mark.parametrize("kind", ["pixelcnn", "transformer"])
+def test_every_prior_kind_builds_from_the_smoke_config(kind):
+    from vqvae_lib.config import get_config
+    from vqvae_lib.prior.store import build_prior, prior_kind_of
+
+    cfg = get_config("smoke", prior_kind=kind, prior_heads=2)
+    prior = build_prior(cfg, n_classes=2)
+    assert prior_kind_of(prior) == kind and prior.n_classes == 2
+
+
+def test_unknown_prior_kind_lists_the_choices():
+    from vqvae_lib.config import get_config
+    from vqvae_lib.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="transformer"):
+        get_config("cpu", prior_kind="diffusion")
+
+
+def test_a_retired_prior_is_refused_naming_the_page_that_lists_it(tmp_path):
+    from vqvae_lib.checkpoint import save_checkpoint
+    from vqvae_lib.config import get_config
+
+    path = save_checkpoint(tmp_path / "best.pt", model=GatedPixelCNN(4, 8, 1), cfg=get_config("smoke"),
+                           extra={"kind": "prior", "prior_kind": "words", "hparams": {}})
+    with pytest.raises(CheckpointError, match="GENERATORS.md"):
+        load_prior(path)
+
+
 # ---- the live sampler widget ------------------------------------------------------------------
 def test_sampler_widget_draws_and_exposes_described_controls():
     import ipywidgets as W
 
     from vqvae_lib.config import get_config
     from vqvae_lib.model.vqvae import build_model
-    from vqvae_lib.prior.widgets import Sampler
+    from vqvae_lib.prior.figures import Sampler
 
     torch.manual_seed(0)
     vqvae = build_model(get_config("smoke", image_size=32)).eval()   # 8x8 codes, K = 32
@@ -445,3 +475,94 @@ def test_sampler_widget_draws_and_exposes_described_controls():
     assert "4 slices" in s.status.value and s.figure() is not None
     plain = Sampler(GatedPixelCNN(32, 8, 2, grid_size=(8, 8)), vqvae, n=2, draw_now=False)
     assert "slice position" not in {c.description for c in plain.children[0].children}
+
+
+# ---- nothing lost: the right VQ-VAE, the better prior, one sampling per folder ----------------
+def _train_tiny(ckpt, data, **kw):
+    from vqvae_lib.prior.fit import train_prior
+
+    return train_prior(ckpt, data, device="cpu", verbose=False, **{
+        "prior_epochs": 1, "prior_channels": 8, "prior_layers": 2, **kw})
+
+
+def test_a_worse_prior_never_replaces_a_better_one(tiny_run):
+    ckpt, data, run_dir = tiny_run
+    good = _train_tiny(ckpt, data, prior_epochs=3, prior_lr=3e-3)
+    good_bytes = (run_dir / "prior" / "best.pt").read_bytes()
+    worse = _train_tiny(ckpt, data, prior_max_steps=1, prior_lr=1e-6)   # one tiny step
+    assert (run_dir / "prior" / "best.pt").read_bytes() == good_bytes, "the better prior was lost"
+    assert worse.metrics == pytest.approx(good.metrics)                # the kept prior's numbers
+    lost = json.loads((run_dir / "prior" / "previous" / "metrics.json").read_text())
+    assert lost["best_val_bits"] > good.metrics["best_val_bits"]       # the loser is kept aside
+    better = _train_tiny(ckpt, data, prior_epochs=6, prior_lr=3e-3, seed=1)
+    if better.metrics["best_val_bits"] < good.metrics["best_val_bits"]:
+        assert (run_dir / "prior" / "previous" / "best.pt").read_bytes() == good_bytes
+    assert not (run_dir / "prior" / "candidate").exists()
+
+
+def test_sampling_refuses_another_vqvae_and_finds_its_own_from_anywhere(tiny_run, tmp_path,
+                                                                        monkeypatch, capsys):
+    from vqvae_lib.checkpoint import save_checkpoint
+    from vqvae_lib.config import get_config
+    from vqvae_lib.model.vqvae import build_model
+    from vqvae_lib.prior.__main__ import main
+
+    ckpt, data, run_dir = tiny_run
+    _train_tiny(ckpt, data)
+    prior = run_dir / "prior" / "best.pt"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)       # the stored VQ-VAE path resolves from the run folder
+    assert main(["sample", "--prior", str(prior), "-n", "2", "--out-dir", "s", "--device", "cpu"]) == 0
+    assert len(list((elsewhere / "s").glob("sample_*.png"))) == 2
+    torch.manual_seed(7)               # another VQ-VAE: refused, naming both files and the fix
+    cfg = get_config("smoke", image_size=32, kmeans_init=False)
+    other = save_checkpoint(tmp_path / "other" / "checkpoints" / "best.pt", model=build_model(cfg),
+                            cfg=cfg)
+    capsys.readouterr()
+    assert main(["sample", "--prior", str(prior), "--checkpoint", str(other), "-n", "2",
+                 "--out-dir", "t", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "fitted to another VQ-VAE" in err and str(other) in err and "prior train" in err
+    assert not (elsewhere / "t").exists()
+    save_checkpoint(ckpt, model=build_model(cfg), cfg=cfg)   # retrained in place: refused too
+    assert main(["sample", "--prior", str(prior), "-n", "2", "--out-dir", "t", "--device", "cpu"]) == 2
+    assert "fitted to another VQ-VAE" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, says", [
+    (["-n", "0"], "-n 0"), (["-n", "-5"], "-n -5"), (["--temperature", "nan"], "--temperature nan"),
+    (["--temperature", "-1"], "--temperature -1.0"), (["--label", "99"], "--label 99"),
+    (["--device", "gpu0"], "--device gpu0"),
+])
+def test_bad_sample_options_are_one_line_before_any_work(tiny_run, capsys, args, says):
+    from vqvae_lib.prior.__main__ import main
+
+    ckpt, data, run_dir = tiny_run
+    _train_tiny(ckpt, data, prior_cond_bins=2)
+    out = run_dir / "s"
+    with pytest.raises(SystemExit) as e:
+        main(["sample", "--prior", str(run_dir / "prior" / "best.pt"), "--out-dir", str(out),
+              "--device", "cpu", *args] if "--device" not in args else
+             ["sample", "--prior", str(run_dir / "prior" / "best.pt"), "--out-dir", str(out), *args])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and says in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_a_sample_folder_holds_one_sampling(tiny_run, tmp_path):
+    from vqvae_lib.errors import DataError
+    from vqvae_lib.prior.sample import write_samples
+
+    imgs, codes = torch.rand(5, 1, 32, 32), torch.zeros(5, 8, 8, dtype=torch.long)
+    out = tmp_path / "samples"
+    write_samples(imgs, codes, out, {"seed": 0})
+    write_samples(imgs[:3], codes[:3], out, {"seed": 1})     # fewer: the old five are gone
+    assert sorted(p.name for p in out.glob("sample_*.png")) == [f"sample_{i:03d}.png" for i in range(3)]
+    assert json.loads((out / "samples.json").read_text()) == {"n": 3, "seed": 1}
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("precious")
+    with pytest.raises(DataError, match="thesis.tex"):
+        write_samples(imgs, codes, mine)
+    assert (mine / "thesis.tex").read_text() == "precious" and not list(mine.glob("*.png"))

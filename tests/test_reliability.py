@@ -218,7 +218,9 @@ def test_notebook_handler_shows_one_line_and_the_cell_still_fails(tmp_path, monk
     ({"max_minutes": -1}, "max_minutes must be >= 0"),
     ({"ema_decay": 1.0}, "ema_decay must be < 1"),
     ({"quantizer": "vq"}, "quantizer expects one of ['loss', 'ema', 'fsq', 'rvq']"),
-    ({"amp": "maybe"}, "amp expects true or false"),
+    ({"augment": "maybe"}, "augment expects true or false"),
+    ({"amp": True}, "amp was renamed precision"),
+    ({"precision": "half"}, "precision expects one of ['auto', 'fp32', 'bf16', 'fp16']"),
     ({"image_size": 66}, "image_size 66 must be a multiple of downsample 4"),
 ])
 def test_config_values_are_checked_by_type_and_range(overrides, message):

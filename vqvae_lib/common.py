@@ -115,6 +115,16 @@ def atomic_write(path: str | os.PathLike, write, mode: str = "wb") -> Path:
     return path
 
 
+def write_json(path: str | os.PathLike, obj) -> Path:
+    """Write ``obj`` as indented JSON (final newline) atomically; the one JSON writer of a run.
+
+    Args:
+        path: the file.
+        obj: anything ``json.dumps`` takes.
+    """
+    return atomic_write_text(path, json.dumps(obj, indent=1) + "\n")
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """:func:`atomic_write` for a string (UTF-8)."""
     return atomic_write(path, lambda f: f.write(text), mode="w")

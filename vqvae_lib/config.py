@@ -81,7 +81,8 @@ class Config:
     seed: int = 0
     # ---- hardware ---------------------------------------------------------------------
     device: str = "auto"           # "auto" (cuda -> mps -> cpu) | "cpu" | "cuda" | "mps"
-    amp: bool = True               # mixed precision where the device supports it
+    precision: str = "auto"        # "auto" (bf16 where native: CUDA, AVX512-BF16/AMX CPUs; else
+                                   # fp16 + scaler on old GPUs, fp32 elsewhere) | "fp32" | "bf16" | "fp16"
     compile: bool = False          # torch.compile the model
     channels_last: bool = True     # on GPU only
     num_threads: int = 0           # torch CPU threads (0 = torch default)
@@ -95,17 +96,10 @@ class Config:
     prior_max_steps: int = 0       # >0: stop after this many optimiser steps (equal-budget comparisons)
     prior_cond_bins: int = 0       # >0: condition the prior on slice position (that many bins)
     prior_mirror: bool = False     # also train on every training slice mirrored across the midline
-    prior_kind: str = "pixelcnn"   # "pixelcnn" (gated PixelCNN) | "transformer" (causal, raster
-                                   # order) | "hierarchical" (top layout grid, then PixelCNN given it)
-                                   # | "masked" (MaskGIT-style: parallel rounds, most confident first)
-                                   # | "clustered" (PixelCNN over groups of near-synonym codes)
-                                   # | "words" (transformer over k-means patch words, rendered back)
-    prior_steps: int = 12          # masked: rounds of parallel decoding
-    prior_top_factor: int = 4      # hierarchical/words: a top cell (word) covers factor x factor code cells
-    prior_top_codes: int = 64      # hierarchical/words: k-means centroids of the top level (words)
+    prior_kind: str = "pixelcnn"   # "pixelcnn" (gated PixelCNN) | "transformer" (causal, raster order)
     prior_heads: int = 4           # attention heads (transformer prior)
-    prior_temperature: float = 1.0  # sampling temperature notebook 06 recommends for this preset
-    prior_top_p: float = 1.0       # words: nucleus sampling of the words (probability mass kept)
+    prior_warmup_steps: int = 20   # linear learning-rate warm-up of the prior (train/budget.warmup_cosine)
+    prior_temperature: float = 1.0  # sampling temperature notebook 06 uses for this preset
     prior_samples: int = 64        # slices notebook 06 generates for the generation metrics
     # free-form notes carried into checkpoints
     extra: dict = field(default_factory=dict)
@@ -128,6 +122,7 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Config:
+        d = _upgrade(d)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -172,6 +167,27 @@ class Config:
         return cfg.replace(**run_overrides) if run_overrides else cfg
 
 
+RENAMED_FIELDS: dict[str, str] = {"amp": "precision"}
+"""Fields of older versions and their new names: a saved config is upgraded on load; an old name
+given as an override is refused with the new one (``config_checks.coerce``)."""
+
+
+RETIRED_FIELDS = ("prior_top_factor", "prior_top_codes", "prior_steps", "prior_top_p")
+"""Fields of generators that left the package (docs/GENERATORS.md); dropped from saved configs."""
+
+
+def _upgrade(d: dict[str, Any]) -> dict[str, Any]:
+    """A config dictionary saved by an older version, in today's fields (``amp`` -> ``precision``,
+    retired prior fields dropped), so old checkpoints still load."""
+    d = {k: v for k, v in d.items() if k not in RETIRED_FIELDS}
+    if d.get("prior_kind", "pixelcnn") not in ("pixelcnn", "transformer"):
+        d["prior_kind"] = "pixelcnn"   # a VQ-VAE saved when a retired prior was the preset's
+    if "amp" in d:
+        amp = d.pop("amp")
+        d.setdefault("precision", "auto" if amp else "fp32")
+    return d
+
+
 MODEL_FIELDS: tuple[str, ...] = (
     "image_size", "data_range", "in_channels", "hidden_channels", "res_channels", "n_res_blocks",
     "downsample", "norm", "out_activation", "codebook_size", "code_dim", "quantizer", "cosine",
@@ -181,7 +197,6 @@ MODEL_FIELDS: tuple[str, ...] = (
 
 PRIOR_FIELDS: tuple[str, ...] = (
     "prior_kind", "prior_channels", "prior_layers", "prior_heads", "prior_cond_bins",
-    "prior_top_factor", "prior_top_codes", "prior_steps",
 )
 """Fields that change the shape or meaning of the prior's weights."""
 
@@ -195,16 +210,15 @@ PRESETS: dict[str, dict[str, Any]] = {
         codebook_size=512, code_dim=256, quantizer="loss", beta=1.0,
         kmeans_init=False, dead_code_steps=0,
         batch_size=32, lr=1e-3, amsgrad=True, scheduler="step", step_size=10, gamma=0.9,
-        warmup_steps=0, grad_clip=0.0, epochs=345, amp=False, channels_last=False,
+        warmup_steps=0, grad_clip=0.0, epochs=345, precision="fp32", channels_last=False,
     ),
     # Our recipe on one GPU at full resolution.
     "gpu": dict(
         image_size=256, hidden_channels=128, res_channels=64, n_res_blocks=2, downsample=4,
         codebook_size=512, code_dim=64, quantizer="ema", kmeans_init=True,
         dead_code_steps=100, ssim_weight=0.5, batch_size=64, lr=2e-3, epochs=40, warmup_steps=200,
-        prior_kind="words", prior_top_factor=4, prior_top_codes=1024, prior_channels=256,
-        prior_layers=8, prior_heads=8, prior_epochs=30, prior_lr=1e-3, prior_cond_bins=4,
-        prior_mirror=True, prior_top_p=0.95, prior_batch_size=32,
+        prior_kind="pixelcnn", prior_channels=128, prior_layers=12, prior_epochs=30,
+        prior_lr=1e-3, prior_cond_bins=4, prior_mirror=True, prior_batch_size=32,
         prior_samples=128,
     ),
     # Our recipe on a 2-core laptop CPU.
@@ -212,10 +226,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         image_size=128, hidden_channels=64, res_channels=32, n_res_blocks=2, downsample=4,
         codebook_size=512, code_dim=64, quantizer="ema", kmeans_init=True,
         dead_code_steps=100, ssim_weight=0.5, batch_size=16, lr=1.5e-3, epochs=30, max_minutes=4.5,
-        warmup_steps=100, prior_kind="words", prior_top_factor=4, prior_top_codes=1024,
-        prior_channels=128, prior_layers=4, prior_heads=4, prior_epochs=1000, prior_max_minutes=2.0,
-        prior_lr=1e-3, prior_batch_size=16, prior_cond_bins=4, prior_mirror=True,
-        prior_temperature=1.0, prior_top_p=0.95, prior_samples=64,
+        warmup_steps=100, prior_kind="pixelcnn", prior_channels=64, prior_layers=8,
+        prior_epochs=1000, prior_max_minutes=2.0, prior_lr=1e-3, prior_batch_size=4,
+        prior_cond_bins=4, prior_mirror=True, prior_temperature=1.0, prior_samples=64,
     ),
     # Seconds: tests and CI.
     "smoke": dict(
@@ -223,7 +236,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         codebook_size=32, code_dim=8, quantizer="ema", kmeans_init=True,
         dead_code_steps=20, ssim_weight=0.5, batch_size=16, lr=2e-3, epochs=3, warmup_steps=5,
         max_train_images=256, max_eval_images=64,
-        prior_kind="words", prior_top_codes=16,
+        prior_kind="pixelcnn",
         prior_channels=16, prior_layers=2, prior_epochs=2, prior_batch_size=32, prior_lr=3e-3,
     ),
 }

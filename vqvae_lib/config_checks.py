@@ -21,6 +21,9 @@ def coerce(cfg, overrides: dict[str, Any]) -> dict[str, Any]:
     out = {}
     types = {f.name: type(getattr(cfg, f.name)) for f in fields(cfg)}
     for k, v in overrides.items():
+        if k == "amp":
+            raise ConfigError("amp was renamed precision: precision=auto (bf16 where the device "
+                              "has it natively), fp32, bf16 or fp16")
         if k not in types:
             raise ConfigError(f"Unknown config field {k!r}. Known fields: {sorted(types)}")
         out[k] = _convert(k, types[k], v)
@@ -61,16 +64,15 @@ def _convert(name: str, t: type, v: Any) -> Any:
 _POSITIVE = ("image_size", "in_channels", "hidden_channels", "res_channels", "downsample",
              "codebook_size", "code_dim", "ema_eps", "kmeans_iters", "batch_size", "lr",
              "step_size", "gamma", "epochs", "prior_channels", "prior_layers", "prior_epochs",
-             "prior_lr", "prior_batch_size", "rvq_stages", "prior_top_factor",
-             "prior_top_codes", "prior_steps")
+             "prior_lr", "prior_batch_size", "rvq_stages", "prior_heads")
 _NON_NEGATIVE = ("max_train_images", "max_eval_images", "n_res_blocks", "beta", "ssim_weight",
                  "dead_code_steps", "weight_decay", "warmup_steps", "grad_clip", "max_minutes",
-                 "seed", "num_threads", "prior_max_minutes", "prior_cond_bins", "ema_decay")
+                 "seed", "num_threads", "prior_max_minutes", "prior_cond_bins", "ema_decay",
+                 "prior_max_steps", "prior_warmup_steps", "prior_temperature")
 _CHOICES = {"data_range": ("01", "pm1"), "norm": ("batch", "group", "none"),
             "out_activation": ("tanh", "sigmoid", "none"), "quantizer": ("loss", "ema", "fsq", "rvq"),
-            "scheduler": ("cosine", "step", "constant"), "prior_kind": ("pixelcnn", "transformer",
-                                                                   "hierarchical", "masked", "clustered",
-                                                                   "words")}
+            "scheduler": ("cosine", "step", "constant"),
+            "precision": ("auto", "fp32", "bf16", "fp16"), "prior_kind": ("pixelcnn", "transformer")}
 
 
 def validate(cfg) :
@@ -92,6 +94,9 @@ def validate(cfg) :
         raise ConfigError(f"rvq_dropout is a probability in [0, 1], got {cfg.rvq_dropout!r}")
     if not cfg.ema_decay < 1:
         raise ConfigError(f"ema_decay must be < 1 (a moving average), got {cfg.ema_decay!r}")
+    if cfg.prior_kind == "transformer" and cfg.prior_channels % cfg.prior_heads:
+        raise ConfigError(f"prior_channels ({cfg.prior_channels}) must be a multiple of "
+                          f"prior_heads ({cfg.prior_heads})")
     if cfg.image_size % cfg.downsample:
         raise ConfigError(f"image_size {cfg.image_size} must be a multiple of downsample "
                           f"{cfg.downsample}")

@@ -1,7 +1,156 @@
-"""``python -m vqvae_lib.prior train|sample|score ...`` (see :mod:`vqvae_lib.prior.cli`)."""
+"""``python -m vqvae_lib.prior train|sample|score``: fit a prior, write samples as files, score a
+folder of slices.
 
+    python -m vqvae_lib.prior train  --checkpoint runs/cpu/checkpoints/best.pt [--prior_kind transformer ...]
+    python -m vqvae_lib.prior sample --prior runs/cpu/prior/best.pt -n 64 --out-dir samples/ [--seed 0] [--temperature 1.0]
+    python -m vqvae_lib.prior score  samples/ [--split test] [--data-dir DIR] [--size 128] [--out scores.json]
+
+``sample`` writes ``sample_000.png`` ... (8-bit grey), ``codes.npy`` (the code grids) and
+``samples.json`` (what made them), replacing an earlier sampling in that folder as a whole; it
+decodes with the VQ-VAE the prior was fitted to and refuses another one. ``score`` compares every
+PNG of a folder with the real slices (the realism metrics with their floors, see
+:mod:`vqvae_lib.realism`) and prints JSON. Every option is checked before any work starts; a bad
+value, a missing or damaged file is reported in one line (``error: ...``) with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
 import sys
+from pathlib import Path
 
-from .cli import main
+import torch
 
-sys.exit(main())
+from ..common import atomic_write_text
+from ..data.slices import load_split
+from ..errors import CheckpointError, DataError, cli
+from ..realism.scoring import load_real, read_folder, realism_scores
+from ..runtime import pick_device
+from .fit import train_prior
+from .sample import generate, write_samples
+from .store import load_prior, vqvae_for_prior
+
+__all__ = ["main", "parser"]
+
+MAX_SAMPLES = 4096
+MAX_SIZE = 1024
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m vqvae_lib.prior``."""
+    p = argparse.ArgumentParser(prog="python -m vqvae_lib.prior", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="fit a new prior; extra --field value pairs override the config")
+    t.add_argument("--checkpoint", required=True, help="VQ-VAE checkpoint, runs/<preset>/checkpoints/best.pt")
+    t.add_argument("--data-dir", default=None)
+    t.add_argument("--run-dir", default=None, help="default: the folder above checkpoints/")
+    t.add_argument("--device", default=None)
+    s = sub.add_parser("sample", help="sample slices; write PNGs, codes.npy and samples.json")
+    s.add_argument("--prior", required=True, help="runs/<preset>/prior/best.pt")
+    s.add_argument("-n", type=int, default=16, help=f"slices to draw (1..{MAX_SAMPLES})")
+    s.add_argument("--out-dir", required=True, help="folder for sample_000.png ... (replaced whole)")
+    s.add_argument("--temperature", type=float, default=1.0, help="finite, >= 0 (0: most likely code)")
+    s.add_argument("--label", type=int, default=None,
+                   help="slice-position class (conditioned priors; default: cycle through all)")
+    s.add_argument("--checkpoint", default=None,
+                   help="VQ-VAE to decode with (default: the one the prior was fitted to; another is refused)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default=None)
+    c = sub.add_parser("score", help="realism metrics of a folder of PNG slices against a split")
+    c.add_argument("folder", help="folder of PNG slices (e.g. what `sample --out-dir` wrote)")
+    c.add_argument("--split", default="test", choices=("test", "validate"),
+                   help="real slices to compare with")
+    c.add_argument("--data-dir", default=None)
+    c.add_argument("--size", type=int, default=128, help=f"side the slices are compared at (16..{MAX_SIZE})")
+    c.add_argument("-n", type=int, default=64, help="slices per side (>= 2)")
+    c.add_argument("--run-dir", default=None, help="caches the tissue segmenter under <run-dir>/prior/")
+    c.add_argument("--out", default=None, help="also write the JSON here")
+    return p
+
+
+def check_options(args, p: argparse.ArgumentParser) -> None:
+    """Refuse a bad option before any work, in one line naming the option, value and range."""
+    if args.command == "sample":
+        if not 1 <= args.n <= MAX_SAMPLES:
+            p.error(f"-n {args.n}: the number of samples must be in 1..{MAX_SAMPLES}")
+        if not math.isfinite(args.temperature) or args.temperature < 0:
+            p.error(f"--temperature {args.temperature}: must be a finite number >= 0 "
+                    f"(0 = most likely code, 1 = the model's own distribution)")
+    if args.command == "score":
+        if args.n < 2:
+            p.error(f"-n {args.n}: at least 2 slices per side are needed for the two-sample tests")
+        if not 16 <= args.size <= MAX_SIZE:
+            p.error(f"--size {args.size}: must be in 16..{MAX_SIZE} pixels")
+    device = getattr(args, "device", None)
+    if device and device != "auto" and not (device in ("cpu", "mps") or device == "cuda"
+                                            or (device.startswith("cuda:") and device[5:].isdigit())):
+        p.error(f"--device {device}: must be auto, cpu, cuda, cuda:N or mps")
+
+
+def _train(args, rest, p) -> None:
+    if len(rest) % 2 or any(not k.startswith("--") for k in rest[::2]):
+        p.error(f"expected --field value pairs after the options, got {rest}")
+    overrides = {k[2:].replace("-", "_"): v for k, v in zip(rest[::2], rest[1::2], strict=True)}
+    try:
+        train_prior(args.checkpoint, args.data_dir, args.run_dir, args.device, **overrides)
+    except (CheckpointError, DataError):
+        raise                # reported by main in one line
+    except ValueError as e:  # an unknown or malformed config field
+        p.error(str(e))
+
+
+def _sample(args, p) -> None:
+    device = pick_device(args.device or "auto")
+    prior, ckpt = load_prior(args.prior, device)
+    if args.label is not None and not 0 <= args.label < max(prior.n_classes, 1):
+        p.error(f"--label {args.label}: " + (f"must be in 0..{prior.n_classes - 1} for this prior"
+                                            if prior.n_classes else "this prior is unconditional"))
+    vqvae, vq_path = vqvae_for_prior(args.prior, ckpt, args.checkpoint, device)
+    out = generate(prior, vqvae, args.n, args.temperature, labels=args.label, seed=args.seed,
+                   device=device)
+    about = {"prior": str(Path(args.prior).resolve()), "vqvae": str(vq_path.resolve()),
+             "vqvae_sha1": ckpt["extra"].get("vqvae_sha1"), "seed": args.seed,
+             "temperature": args.temperature, "label": args.label}
+    paths = write_samples(out["images"], out["codes"], args.out_dir, about)
+    print(f"sampled {args.n} slices in {out['seconds']:.1f} s; wrote {len(paths)} PNGs, codes.npy "
+          f"and samples.json to {args.out_dir}")
+
+
+def _score(args) -> None:
+    images = read_folder(args.folder, args.size)
+    if len(images) < 2:
+        raise DataError(f"{args.folder} holds {len(images)} PNG slice; scoring needs at least 2.")
+    real = load_real(args.data_dir, args.size, args.run_dir, verbose=False)
+    if args.split != "test":
+        real.test = load_split(args.split, args.data_dir, size=args.size, masks=False,
+                               verbose=False).tensors()
+    text = json.dumps({"folder": str(args.folder), "split": args.split,
+                       **realism_scores(images, real, n=min(args.n, len(images)))}, indent=1) + "\n"
+    if args.out:
+        atomic_write_text(args.out, text)
+    print(text, end="")
+
+
+@cli
+def main(argv=None) -> int:
+    """Run the command line; returns the exit status (2: bad input or an OS error, reported in
+    one line by the ``errors.cli`` boundary; ``--debug`` shows the traceback).
+
+    Args:
+        argv: arguments (default: ``sys.argv[1:]``).
+    """
+    p = parser()
+    args, rest = p.parse_known_args(argv)
+    if rest and args.command != "train":
+        p.error(f"unrecognised arguments: {rest}")
+    check_options(args, p)
+    {"train": lambda: _train(args, rest, p), "sample": lambda: _sample(args, p),
+     "score": lambda: _score(args)}[args.command]()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,5 +1,6 @@
-"""Drawing codes from logits and scoring grids, shared by every prior: temperature per sample,
-greedy rows (temperature 0), reproducible with a ``torch.Generator``; bits per cell."""
+"""What every prior over code grids shares: the contract (:class:`CodePrior`), drawing a code
+from logits (temperature per sample, greedy rows at temperature 0, reproducible with a
+``torch.Generator``), and the likelihood in bits per cell, always computed in fp32."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ def sampling_temperatures(temperature, n: int, device) -> tuple[torch.Tensor, to
     """One temperature per sample -> ``(temps (n, 1) clamped > 0, greedy (n,) bool)``.
 
     Args:
-        temperature: one number or ``n`` numbers; 0 means "take the most likely code".
+        temperature: one number or ``n`` numbers, each finite and >= 0; 0 means "take the most
+            likely code".
         n: the number of samples.
         device: where the tensors live.
     """
@@ -24,33 +26,26 @@ def sampling_temperatures(temperature, n: int, device) -> tuple[torch.Tensor, to
     temps = temps.expand(n) if temps.numel() == 1 else temps
     if temps.numel() != n:
         raise ValueError(f"temperature has {temps.numel()} values for {n} samples")
+    if not bool(torch.isfinite(temps).all()) or bool((temps < 0).any()):
+        raise ValueError(f"temperature must be a finite number >= 0 (0 = most likely code), "
+                         f"got {temps.tolist()}")
     return temps.clamp_min(1e-6)[:, None], temps <= 0
 
 
 def draw_codes(logits: torch.Tensor, temps: torch.Tensor, greedy: torch.Tensor,
-               generator: torch.Generator | None = None, top_p: float = 1.0) -> torch.Tensor:
-    """Draw one code per row of ``logits`` (n, K) at temperature ``temps`` (n, 1); greedy rows
-    take the arg-max. Shared by every prior's sampler.
-
-    ``top_p < 1`` is **nucleus sampling** (Holtzman et al. 2020, "The Curious Case of Neural Text
-    Degeneration"): keep the most likely codes until their probabilities add up to ``top_p``, drop
-    the rest, renormalise. It cuts the long tail of unlikely choices, each rare on its own, that
-    together still get drawn somewhere in every sample (a background word inside a head).
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """Draw one code per row of ``logits`` (n, K) from ``softmax(logits / T)``; greedy rows take
+    the arg-max. Shared by every prior's sampling loop.
 
     Args:
         logits: (n, K) unnormalised log-probabilities.
         temps: (n, 1) temperatures.
         greedy: (n,) rows that take the most likely code.
         generator: a torch.Generator for reproducible draws.
-        top_p: probability mass kept (1 = plain sampling).
     """
-    probs = F.softmax(logits.float() / temps, dim=-1)
-    if top_p < 1:
-        p_sorted, order = probs.sort(-1, descending=True)
-        dropped = p_sorted.cumsum(-1) - p_sorted > top_p   # the likelier codes already hold top_p
-        probs = probs.scatter(-1, order, p_sorted.masked_fill(dropped, 0.0))
-    pick = torch.multinomial(probs, 1, generator=generator)
-    return torch.where(greedy, logits.argmax(-1), pick[:, 0])
+    probs = F.softmax(logits.float() / temps, dim=-1)                        # (n, K), in fp32
+    pick = torch.multinomial(probs, 1, generator=generator)[:, 0]
+    return torch.where(greedy, logits.argmax(-1), pick)
 
 
 def nll_bits(logits: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
@@ -63,7 +58,7 @@ def nll_bits(logits: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
     Returns:
         (B,) bits per cell: the cross-entropy in nats divided by ln 2.
     """
-    nats = F.cross_entropy(logits, codes, reduction="none")                  # (B, h, w)
+    nats = F.cross_entropy(logits.float(), codes, reduction="none")          # (B, h, w), fp32
     return nats.flatten(1).mean(1) / math.log(2)
 
 

@@ -1,28 +1,61 @@
-"""Figures of notebook 06. Every function returns a matplotlib ``Figure`` and saves nothing;
-the notebook calls ``viz.show(fig, run_dir, "06_name")``. Image grids come from
-:func:`vqvae_lib.viz.image_grid` / :func:`vqvae_lib.viz.image_rows`.
+"""Figures of notebook 06 about the prior, and its live sampler. Every function returns a
+matplotlib ``Figure`` and saves nothing; the notebook calls ``viz.show(fig, run_dir, "06_name")``.
+The figures about how real the samples are live in :mod:`vqvae_lib.realism.figures`.
+
+The live sampler (:class:`Sampler`, ipywidgets 8) draws new slices on demand: a **temperature**
+slider, a **slice position** choice (for a prior conditioned on slice position), a **seed** box and
+a **sample** button; it shows :func:`sampler_twin`, the figure the executed notebook keeps as its
+static twin. Every control has a plain-text ``description`` (and the view a ``_dom_classes``
+name, ``vqvae-prior-sampler``), so a browser test can find them.
 """
 
 from __future__ import annotations
 
+import time
+
+import ipywidgets as W
 import numpy as np
 import torch
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from ..common import TISSUE_COLORS, TISSUE_NAMES
-from ..viz import image_grid, show_image, to_images
-from .model import GatedPixelCNN
-from .receptive import plain_pixelcnn, receptive_field
+from ..viz import figure_png, image_grid
+from .pixelcnn import GatedPixelCNN, plain_pixelcnn
+from .sample import generate
 
-__all__ = ["receptive_field_map", "receptive_fields", "prior_training", "nll_bars",
-           "samples_and_neighbours", "generation_metrics", "tissue_fractions", "sampler_twin"]
+__all__ = ["causal_receptive_field", "receptive_field_map", "receptive_fields", "prior_training",
+           "nll_bars", "sampler_twin", "position_names", "Sampler"]
 
 _RF_COLOURS = ListedColormap(["#eeeeee", "#c7c7c7", "#f28e2b", "#4e79a7", "#d62728"])
 _RF_LEGEND = [("later cells (must stay unseen)", 0), ("earlier, beyond this depth's reach", 1),
               ("earlier and within reach, yet unseen: BLIND SPOT", 2),
               ("seen by the network", 3), ("cell being predicted", 4)]
+
+
+def causal_receptive_field(model: torch.nn.Module, shape: tuple[int, int], cell: tuple[int, int],
+                           channels: int | None = None, n_probes: int = 8) -> torch.Tensor:
+    """Which input cells influence a prior's output at ``cell``, measured with gradients. (h, w)
+
+    Feeds ``n_probes`` random embedded grids, back-propagates the sum of the logits at ``cell`` and
+    returns the gradient magnitude at every input position, summed over probes and channels: 0
+    exactly where the output is blind to the input (several probes, so that one unlucky input
+    with all ReLUs off cannot hide a connection).
+
+    Args:
+        model: a prior with ``forward_embedded`` or any module (B, C, h, w) -> (B, K, h, w).
+        shape: (h, w) of the probe grid.
+        cell: the output cell.
+        channels: input channels (default: the model's embedding size).
+        n_probes: random inputs.
+    """
+    h, w = shape
+    if channels is None:
+        channels = model.embed.embedding_dim
+    x = torch.randn(n_probes, channels, h, w, requires_grad=True)
+    fwd = model.forward_embedded if hasattr(model, "forward_embedded") else model
+    fwd(x)[:, :, cell[0], cell[1]].sum().backward()
+    return x.grad.abs().sum((0, 1))  # (h, w)
 
 
 def receptive_field_map(model, shape, cell, reach: int, channels=None) -> np.ndarray:
@@ -36,7 +69,7 @@ def receptive_field_map(model, shape, cell, reach: int, channels=None) -> np.nda
         reach: rows/columns a network of this depth could reach.
         channels: input channels (default: the model's embedding size).
     """
-    seen = receptive_field(model, shape, cell, channels).numpy() > 0
+    seen = causal_receptive_field(model, shape, cell, channels).numpy() > 0
     h, w = shape
     rows, cols = np.mgrid[:h, :w]
     earlier = rows * w + cols < cell[0] * w + cell[1]
@@ -125,93 +158,6 @@ def nll_bars(metrics: dict) -> Figure:
     return fig
 
 
-def samples_and_neighbours(samples, neighbours, mse, ncol_pairs: int = 4) -> Figure:
-    """Each generated slice beside its nearest training slice (pixel MSE).
-
-    Args:
-        samples: (n, 1, H, W) generated slices.
-        neighbours: (n, 1, H, W) their nearest training slices.
-        mse: (n,) the distances.
-        ncol_pairs: pairs per row.
-    """
-    a, b = to_images(samples), to_images(neighbours)
-    n = len(a)
-    nrow = int(np.ceil(n / ncol_pairs))
-    fig = Figure(figsize=(2.6 * ncol_pairs, 1.55 * nrow + 0.5))
-    axes = fig.subplots(nrow, 2 * ncol_pairs, squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for k in range(n):
-        r, c = divmod(k, ncol_pairs)
-        show_image(axes[r, 2 * c], a[k], f"sample {k}")
-        show_image(axes[r, 2 * c + 1], b[k], f"nearest, MSE {float(mse[k]):.3f}")
-    fig.suptitle("Generated slices (left of each pair) and their nearest training slice (right)")
-    fig.tight_layout()
-    return fig
-
-
-def generation_metrics(scores: dict) -> Figure:
-    """The generation metrics beside their floors (real test vs real training slices).
-
-    Left: 1-NN two-sample accuracies (0.5 = indistinguishable) and precision/recall. Right:
-    Wasserstein-1 distance of each tissue's per-slice fraction.
-
-    Args:
-        scores: from :func:`vqvae_lib.prior.scoring.score_images` (``generation.json``).
-    """
-    fig = Figure(figsize=(11, 3.8))
-    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.3, 1]})
-    keys = [("one_nn_shape", "1-NN acc.\nshape 32x32"), ("one_nn_intensity", "1-NN acc.\nintensity hist."),
-            ("precision", "precision\n(k = 3)"), ("recall", "recall\n(k = 3)")]
-    x = np.arange(len(keys))
-    left.bar(x - 0.2, [scores[k]["generated"] for k, _ in keys], 0.4, label="generated vs test",
-             color="#4e79a7")
-    left.bar(x + 0.2, [scores[k]["floor"] for k, _ in keys], 0.4, label="floor: train vs test",
-             color="#bbbbbb")
-    left.axhline(0.5, ls=":", c="k", lw=1)
-    left.set_xticks(x, [lab for _, lab in keys], fontsize=8)
-    left.set_ylim(0, 1.05)
-    left.legend(fontsize=8, loc="lower right")
-    left.set_title("two-sample tests (1-NN: 0.5 is ideal) and precision/recall (1 is ideal)",
-                   fontsize=9)
-    if "tissue_w1" in scores:
-        names = list(scores["tissue_w1"])
-        x = np.arange(len(names))
-        right.bar(x - 0.2, [scores["tissue_w1"][k]["generated"] for k in names], 0.4,
-                  color=[TISSUE_COLORS[TISSUE_NAMES.index(k)] for k in names], edgecolor="k",
-                  label="generated vs test")
-        right.bar(x + 0.2, [scores["tissue_w1"][k]["floor"] for k in names], 0.4, color="#bbbbbb",
-                  label="floor: train vs test")
-        right.set_xticks(x, names, fontsize=8)
-        right.legend(fontsize=8)
-        right.set_title("tissue fractions per slice: Wasserstein-1 (0 is ideal)", fontsize=9)
-    else:
-        right.axis("off")
-    fig.tight_layout()
-    return fig
-
-
-def tissue_fractions(generated: np.ndarray, test: np.ndarray) -> Figure:
-    """Distributions of per-slice tissue fractions, generated vs test (one panel per tissue).
-
-    Args:
-        generated: (n, 4) fractions of generated slices.
-        test: (m, 4) fractions of test slices.
-    """
-    fig = Figure(figsize=(12, 2.8))
-    axes = fig.subplots(1, 4)
-    for t, ax in enumerate(axes):
-        bins = np.linspace(0, max(generated[:, t].max(), test[:, t].max()) + 1e-6, 20)
-        ax.hist(test[:, t], bins, alpha=0.5, color="#888888", label="test")
-        ax.hist(generated[:, t], bins, histtype="step", lw=2, color=TISSUE_COLORS[t],
-                label="generated")
-        ax.set_title(TISSUE_NAMES[t], fontsize=9)
-        ax.set_xlabel("fraction of the slice", fontsize=8)
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
 def sampler_twin(images, labels=None, temperature: float = 1.0, seed: int = 0,
                  label_names=None) -> Figure:
     """The static twin of the live sampler: what one press of "sample" draws.
@@ -228,3 +174,93 @@ def sampler_twin(images, labels=None, temperature: float = 1.0, seed: int = 0,
         titles = [label_names[int(y)] if label_names else f"position {int(y)}" for y in labels]
     return image_grid(images, ncol=min(len(images), 8), titles=titles,
                       suptitle=f"sampler: temperature {temperature:g}, seed {seed}")
+
+
+def position_names(n_classes: int) -> list[str]:
+    """Readable names of the slice-position classes, bottom of the head first.
+
+    Args:
+        n_classes: number of classes of a conditioned prior.
+    """
+    if n_classes == 4:
+        return ["lowest quarter", "lower-middle", "upper-middle", "top quarter"]
+    return [f"position {k + 1} of {n_classes}" for k in range(n_classes)]
+
+
+class Sampler(W.VBox):
+    """Temperature, slice position, seed and a "sample" button over an image of the samples.
+
+    Moving a control draws at once with the new setting (the same seed, so only that setting
+    changes the picture); "sample" moves to the next seed and draws new slices.
+
+    Args:
+        prior: a trained prior (any kind).
+        vqvae: the VQ-VAE that decodes its codes.
+        n: slices per press.
+        temperature: initial temperature.
+        seed: initial seed.
+        device: where to sample.
+        draw_now: draw once when created (set False in tests that only check the controls).
+    """
+
+    def __init__(self, prior, vqvae, n: int = 4, temperature: float = 1.0, seed: int = 0,
+                 device="cpu", draw_now: bool = True):
+        self.prior, self.vqvae, self.n, self.device = prior, vqvae, n, device
+        self.temperature = W.FloatSlider(value=temperature, min=0.3, max=1.5, step=0.05,
+                                         description="temperature", continuous_update=False,
+                                         readout_format=".2f")
+        self.names = position_names(prior.n_classes) if prior.n_classes else []
+        self.position = W.Dropdown(
+            options=[("all positions (one each)", -1)] + [(s, k) for k, s in enumerate(self.names)],
+            value=-1, description="slice position", style={"description_width": "initial"},
+            disabled=not prior.n_classes)
+        self.seed = W.BoundedIntText(value=seed, min=0, max=2**31 - 1, description="seed",
+                                     layout=W.Layout(width="180px"))
+        self.button = W.Button(description="sample", button_style="primary", icon="random",
+                               tooltip="draw new slices from the prior")
+        self.status = W.HTML(value="")
+        self.image = W.Image(format="png", layout=W.Layout(max_width="100%", height="auto"))
+        self.button.on_click(self.next_seed)
+        for control in (self.temperature, self.position, self.seed):
+            control.observe(self.draw, names="value")
+        controls = [self.temperature] + ([self.position] if prior.n_classes else []) + \
+                   [self.seed, self.button]
+        super().__init__([W.HBox(controls), self.status, self.image])
+        self.add_class("vqvae-prior-sampler")
+        self.last = None
+        if draw_now:
+            self.draw()
+
+    def labels(self) -> torch.Tensor | None:
+        """The slice-position classes of the next draw (None for an unconditional prior)."""
+        if not self.prior.n_classes:
+            return None
+        if self.position.value < 0:
+            return torch.arange(self.n) % self.prior.n_classes
+        return torch.full((self.n,), int(self.position.value))
+
+    def figure(self):
+        """The static twin of the current view (a Figure of the last draw)."""
+        labels = self.last["labels"]
+        return sampler_twin(self.last["images"], labels, self.temperature.value, self.seed.value,
+                              self.names or None)
+
+    def next_seed(self, *_):
+        """The "sample" button: the next seed, which draws new slices."""
+        self.seed.value = self.seed.value + 1 if self.seed.value < self.seed.max else 0
+
+    def draw(self, *_):
+        """Sample, decode and show; errors appear in the status line, the controls stay alive."""
+        self.button.disabled = True
+        self.status.value = "sampling ..."
+        t0 = time.perf_counter()
+        try:
+            self.last = generate(self.prior, self.vqvae, self.n, self.temperature.value,
+                                 labels=self.labels(), seed=self.seed.value, device=self.device)
+            self.image.value = figure_png(self.figure())
+            self.status.value = (f"{self.n} slices in {time.perf_counter() - t0:.1f} s "
+                                 f"(temperature {self.temperature.value:.2f}, seed {self.seed.value})")
+        except Exception as err:  # show the problem in place
+            self.status.value = f"<span style='color:#c00'>{type(err).__name__}: {err}</span>"
+        finally:
+            self.button.disabled = False

@@ -5,17 +5,25 @@ integer grids only -- no images, no decoder -- which is what makes a two-stage m
 quality as a density model is the test negative log-likelihood in **bits per latent cell**, to
 compare with ``log2 K`` (every code equally likely) and with the entropy of the code histogram
 (codes independent of their neighbours). Whether its *samples* look real is another question,
-answered by :mod:`vqvae_lib.prior.generation`.
+answered by :mod:`vqvae_lib.realism`.
+
+The training steps run in bf16 autocast where the hardware has it (``precision``, see
+:func:`vqvae_lib.runtime.autocast_dtype`); the likelihoods that are reported (validation, test)
+are computed in fp32, by the very model that is later sampled.
 
 A **new** prior takes its settings (``prior_*`` fields) from the current definition of the
-VQ-VAE's preset, overridden by keyword arguments, and says so. A saved prior carries its own
-architecture (see :mod:`vqvae_lib.prior.build`); loading never consults the preset.
+VQ-VAE's preset, overridden by keyword arguments, and says so. A rerun never loses a good prior:
+the new one trains in ``prior/candidate/``; of the old and the new (fitted to the same VQ-VAE) the
+one with the lower validation NLL becomes ``prior/best.pt`` and the other goes to
+``prior/previous/``.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -24,21 +32,20 @@ import numpy as np
 import torch
 
 from ..checkpoint import file_hash, load_model, save_checkpoint
-from ..common import atomic_write_text, progress
+from ..common import progress, write_json
 from ..config import PRESETS, Config, get_config
 from ..metrics import code_entropy
-from ..model.inference import decode
 from ..runlock import run_lock
-from ..runtime import pick_device, seed_everything
-from .build import build_prior, prior_kind_of
+from ..runtime import autocast, autocast_dtype, pick_device, precision_name, seed_everything
+from ..train.budget import warmup_cosine
 from .codes import all_codes, condition_labels, split_codes
-from .draw import start_at_unigram
-from .head_check import fit_head_check
-from .hierarchy import code_vector_table
-from .store import PRIOR_CHECKPOINT_KIND, load_prior
+from .store import PRIOR_CHECKPOINT_KIND, build_prior, load_prior, prior_kind_of, vqvae_reference
 
-__all__ = ["PriorRun", "train_prior", "prior_fields", "start_at_unigram", "baseline_bits",
-           "evaluate_bits", "head_check_of", "json_dumps"]
+__all__ = ["PriorRun", "train_prior", "fit_prior", "train_or_load_prior", "prior_fields",
+           "baseline_bits", "evaluate_bits"]
+
+RUN_FILES = ("best.pt", "last.pt", "metrics.json", "history.json")
+"""The files of one prior in ``prior/`` (and in ``prior/candidate/``, ``prior/previous/``)."""
 
 
 def baseline_bits(train_codes: torch.Tensor, test_codes: torch.Tensor, K: int) -> dict[str, float]:
@@ -59,7 +66,7 @@ def baseline_bits(train_codes: torch.Tensor, test_codes: torch.Tensor, K: int) -
 @torch.no_grad()
 def evaluate_bits(prior, codes: torch.Tensor, labels=None, batch_size: int = 64,
                   device="cpu") -> float:
-    """Mean negative log-likelihood of ``codes`` (N, h, w) in bits per latent cell.
+    """Mean negative log-likelihood of ``codes`` (N, h, w) in bits per latent cell, in fp32.
 
     Args:
         prior: any prior with ``nll_bits``.
@@ -99,38 +106,6 @@ def prior_fields(preset: str) -> dict:
     return {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name.startswith("prior_")}
 
 
-def _save(path, prior, cfg, opt, history, epoch, step, best, extra):
-    save_checkpoint(path, model=prior, cfg=cfg, optimizer=opt, history=history["val"],
-                    epoch=epoch, step=step, best_metric=best,
-                    extra={**extra, "kind": PRIOR_CHECKPOINT_KIND, "prior_kind": prior_kind_of(prior),
-                           "hparams": prior.hparams, "train_curve": history["train"]})
-
-
-@torch.no_grad()
-def head_check_of(vqvae, train_codes: torch.Tensor, device, grids: int = 512, seed: int = 0
-                  ) -> dict:
-    """The head check (:mod:`vqvae_lib.prior.head_check`) fitted on the VQ-VAE's reconstructions
-    of up to ``grids`` random training grids: real heads as the decoder draws them.
-
-    Args:
-        vqvae: the VQ-VAE.
-        train_codes: (N, h, w) training grids (not mirrored).
-        device: where to decode.
-        grids: how many grids to decode.
-        seed: which ones.
-    """
-    pick = torch.randperm(len(train_codes), generator=torch.Generator().manual_seed(seed))[:grids]
-    return fit_head_check(decode(vqvae, train_codes[pick], device=device))
-
-
-def _learning_rate(cfg: Config, step: int, total_steps: int, elapsed: float) -> float:
-    """Linear warm-up over 20 steps, then a cosine to 0 over whichever of steps or minutes ends
-    the run first."""
-    budget = cfg.prior_max_minutes * 60
-    done = max(step / total_steps, elapsed / budget if budget else 0.0)
-    return cfg.prior_lr * min(1.0, (step + 1) / 20) * 0.5 * (1 + math.cos(math.pi * min(done, 1.0)))
-
-
 def train_prior(checkpoint, data_dir=None, run_dir=None, device=None, verbose: bool = True,
                 **overrides) -> PriorRun:
     """Train a new prior, holding the run folder's lock (one writer at a time, ``runlock.py``).
@@ -152,29 +127,28 @@ def fit_prior(checkpoint, data_dir=None, run_dir=None, device=None, verbose: boo
         run_dir: run folder (default: the folder above ``checkpoints/``).
         device: where to train (default: the config's device).
         verbose: print progress lines.
-        **overrides: ``prior_*`` (and other) config fields; ``prior_kind``, ``prior_channels``,
-            ``prior_layers``, ``prior_heads``, ``prior_cond_bins``, ``prior_epochs``,
-            ``prior_max_steps``, ``prior_max_minutes``, ``prior_lr``, ``prior_batch_size``.
+        **overrides: ``prior_*`` (and other) config fields, e.g. ``prior_kind``,
+            ``prior_max_minutes``, ``prior_max_steps``, ``precision``.
 
     Returns:
-        a :class:`PriorRun`; ``prior/{best,last}.pt``, ``history.json``, ``metrics.json`` and
-        the code caches are written (atomically) under ``run_dir``.
+        a :class:`PriorRun` for the prior that is ``prior/best.pt`` afterwards (the new one, or
+        the previous one if it predicts the validation codes better).
     """
     checkpoint = Path(checkpoint)
     vqvae, cfg, _ = load_model(checkpoint, device="cpu")
     cfg = cfg.replace(**{**prior_fields(cfg.preset), **overrides})
     device = torch.device(device) if device else pick_device(cfg.device)
     run_dir = Path(run_dir) if run_dir else checkpoint.resolve().parent.parent
-    out = run_dir / "prior"
     seed_everything(cfg.seed)
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
+    amp = autocast_dtype(cfg.precision, device)
     codes = all_codes(vqvae.to(device), checkpoint, cfg, data_dir, run_dir, device)
     train_codes = codes["train"]["codes"]
     labels, cond = condition_labels(codes, cfg.prior_cond_bins)
-    prior = build_prior(cfg, n_classes=cfg.prior_cond_bins, code_vectors=code_vector_table(vqvae))
-    prior.prepare(train_codes)  # unigram start (and the top-level codebook of a hierarchy)
-    if cfg.prior_mirror:        # twice the training grids: every slice also mirrored (a copy)
+    prior = build_prior(cfg, n_classes=cfg.prior_cond_bins)
+    prior.prepare(train_codes)  # start at the unigram: the output bias = log code frequencies
+    if cfg.prior_mirror:        # twice the training grids: every slice also mirrored
         mirrored = split_codes(vqvae, checkpoint, cfg, "train", data_dir, run_dir, device,
                                mirror=True)["codes"]
         train_codes = torch.cat([train_codes, mirrored])
@@ -188,10 +162,10 @@ def fit_prior(checkpoint, data_dir=None, run_dir=None, device=None, verbose: boo
     if cfg.prior_max_steps:
         total_steps = min(total_steps, cfg.prior_max_steps)
     budget = cfg.prior_max_minutes * 60
-    amp = device.type == "cuda" and cfg.amp
-    extra = {"vqvae_checkpoint": str(checkpoint), "vqvae_sha1": file_hash(checkpoint),
-             "latent_shape": list(train_codes.shape[1:]), "cond": cond,
-             "head_check": head_check_of(vqvae, train_codes, device)}
+    meta = {"vqvae_checkpoint": vqvae_reference(checkpoint, run_dir),
+            "vqvae_sha1": file_hash(checkpoint), "latent_shape": list(train_codes.shape[1:]),
+            "cond": cond, "precision": precision_name(amp)}
+    cand = run_dir / "prior" / "candidate"
     history = {"train": [], "val": []}  # train: every few steps; val: every epoch
     best, step, t0, done = float("inf"), 0, time.perf_counter(), False
     if verbose:
@@ -199,21 +173,21 @@ def fit_prior(checkpoint, data_dir=None, run_dir=None, device=None, verbose: boo
               f"{' + ' + str(overrides) if overrides else ''}: "
               f"{sum(p.numel() for p in prior.parameters()) / 1e6:.2f} M parameters, "
               f"{n} training grids {tuple(train_codes.shape[1:])}, K={cfg.codebook_size}, "
-              f"up to {total_steps} steps of {bs} on {device}")
+              f"up to {total_steps} steps of {bs} on {device} in {meta['precision']}")
     for epoch in range(1, cfg.prior_epochs + 1):
         prior.train()
-        order = torch.randperm(n)
-        running = []
+        order, running = torch.randperm(n), []
         bar = progress(range(steps_per_epoch), desc=f"prior epoch {epoch}", leave=False,
                        disable=not verbose)
         for b in bar:
             idx = order[b * bs:(b + 1) * bs]
-            x = train_codes[idx].to(device, non_blocking=True)  # (B, h, w)
+            x = train_codes[idx].to(device)                             # (B, h, w) codes
             y = None if labels["train"] is None else labels["train"][idx].to(device)
+            spent = max(step / total_steps, (time.perf_counter() - t0) / budget if budget else 0)
             for g in opt.param_groups:
-                g["lr"] = _learning_rate(cfg, step, total_steps, time.perf_counter() - t0)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                loss = prior.training_loss(x, y)
+                g["lr"] = cfg.prior_lr * warmup_cosine(step, cfg.prior_warmup_steps, spent)
+            with autocast(device, amp):                                 # bf16 matmuls if native
+                loss = prior.training_loss(x, y)                        # mean bits per cell, fp32
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(prior.parameters(), 1.0)
@@ -234,30 +208,111 @@ def fit_prior(checkpoint, data_dir=None, run_dir=None, device=None, verbose: boo
                   f"bits/cell | {time.perf_counter() - t0:.0f} s", flush=True)
         if val < best:
             best = val
-            _save(out / "best.pt", prior, cfg, None, history, epoch, step, best, extra)
-        _save(out / "last.pt", prior, cfg, opt, history, epoch, step, best, extra)
+            _save(cand / "best.pt", prior, cfg, None, history, epoch, step, best, meta)
+        _save(cand / "last.pt", prior, cfg, opt, history, epoch, step, best, meta)
         if done:
             if verbose and step < total_steps:
                 print(f"prior: stopped by the {cfg.prior_max_minutes} min budget (prior_max_minutes)")
             break
 
-    prior, _ = load_prior(out / "best.pt", device)
+    prior, _ = load_prior(cand / "best.pt", device)
     metrics = {"test_bits": evaluate_bits(prior, codes["test"]["codes"], labels["test"], device=device),
                **baseline_bits(train_codes, codes["test"]["codes"], cfg.codebook_size),
                "best_val_bits": best, "steps": step, "minutes": (time.perf_counter() - t0) / 60,
-               "prior_kind": cfg.prior_kind, "vqvae_sha1": extra["vqvae_sha1"]}
-    atomic_write_text(out / "history.json", json_dumps(history))
-    atomic_write_text(out / "metrics.json", json_dumps(metrics))
+               "steps_per_second": step / max(time.perf_counter() - t0, 1e-9),
+               "prior_kind": cfg.prior_kind, "precision": meta["precision"],
+               "vqvae_sha1": meta["vqvae_sha1"]}
+    write_json(cand / "history.json", history)
+    write_json(cand / "metrics.json", metrics)
+    kept = _keep_the_better(run_dir / "prior", metrics, verbose)
+    if kept != "new":
+        return _reload(run_dir, checkpoint, data_dir, device, codes)
     if verbose:
         print(f"prior test NLL {metrics['test_bits']:.3f} bits/cell (uniform {metrics['uniform']:.2f}, "
-              f"unigram {metrics['unigram_test']:.3f}); saved {out / 'best.pt'}")
-    return PriorRun(prior, cfg, history, metrics, out / "best.pt", codes)
+              f"unigram {metrics['unigram_test']:.3f}); saved {run_dir / 'prior' / 'best.pt'}")
+    prior, _ = load_prior(run_dir / "prior" / "best.pt", device)
+    return PriorRun(prior, cfg, history, metrics, run_dir / "prior" / "best.pt", codes)
 
 
-def json_dumps(obj) -> str:
-    """Indented JSON text with a final newline.
+def _save(path, prior, cfg, opt, history, epoch, step, best, meta):
+    save_checkpoint(path, model=prior, cfg=cfg, optimizer=opt, history=history["val"],
+                    epoch=epoch, step=step, best_metric=best,
+                    extra={**meta, "kind": PRIOR_CHECKPOINT_KIND, "prior_kind": prior_kind_of(prior),
+                           "hparams": prior.hparams, "train_curve": history["train"]})
+
+
+def _keep_the_better(folder: Path, new: dict, verbose: bool) -> str:
+    """Install ``candidate/`` as the prior of ``folder`` unless the prior already there was fitted
+    to the same VQ-VAE and has the lower validation NLL; the loser goes to ``previous/``.
+    Returns ``"new"`` or ``"old"``."""
+    cand, prev = folder / "candidate", folder / "previous"
+    old_metrics = folder / "metrics.json"
+    old = json.loads(old_metrics.read_text()) if (folder / "best.pt").is_file() and \
+        old_metrics.is_file() else None
+    comparable = old is not None and old.get("vqvae_sha1") == new["vqvae_sha1"]
+    keep_old = comparable and old.get("best_val_bits", float("inf")) <= new["best_val_bits"]
+    shutil.rmtree(prev, ignore_errors=True)
+    if keep_old:
+        os.replace(cand, prev)
+        if verbose:
+            print(f"kept the previous prior: validation NLL {old['best_val_bits']:.3f} <= the new "
+                  f"one's {new['best_val_bits']:.3f} bits/cell (the new one is in {prev})")
+        return "old"
+    if old is not None or (folder / "best.pt").is_file():
+        prev.mkdir(parents=True)
+        for name in RUN_FILES:                  # copies first: best.pt is never missing
+            if (folder / name).is_file():
+                shutil.copy2(folder / name, prev / name)
+    for name in RUN_FILES:
+        if (cand / name).is_file():
+            os.replace(cand / name, folder / name)
+        else:
+            (folder / name).unlink(missing_ok=True)
+    shutil.rmtree(cand, ignore_errors=True)
+    if verbose and old is not None:
+        why = ("it predicts the validation codes better" if comparable
+               else "the previous one was fitted to another VQ-VAE")
+        print(f"the new prior is prior/best.pt ({why}); the previous one is in {prev}")
+    return "new"
+
+
+def _reload(run_dir: Path, checkpoint, data_dir, device, codes=None) -> PriorRun:
+    """The prior of ``<run_dir>/prior/`` with its history and metrics, as a :class:`PriorRun`."""
+    best = run_dir / "prior" / "best.pt"
+    prior, ckpt = load_prior(best, device)
+    cfg = Config.from_dict(ckpt["config"])
+    if codes is None:
+        vqvae, _, _ = load_model(checkpoint, device)
+        codes = all_codes(vqvae, checkpoint, cfg, data_dir, run_dir, device)
+    history = {"train": ckpt["extra"]["train_curve"], "val": ckpt["history"]}
+    metrics = json.loads((run_dir / "prior" / "metrics.json").read_text())
+    return PriorRun(prior, cfg, history, metrics, best, codes)
+
+
+def train_or_load_prior(checkpoint, data_dir=None, run_dir=None, device=None, retrain: bool = True,
+                        verbose: bool = True, **overrides) -> PriorRun:
+    """Train the prior, or (``retrain=False``) reload ``<run_dir>/prior/best.pt`` if it was fitted
+    to this checkpoint's *content* (a VQ-VAE retrained at the same path has other codes).
 
     Args:
-        obj: anything ``json.dumps`` takes.
+        checkpoint: the VQ-VAE checkpoint.
+        data_dir: data folder.
+        run_dir: run folder (default: the folder above ``checkpoints/``).
+        device: where to run.
+        retrain: always train a new prior.
+        verbose: print what happens.
+        **overrides: config fields for a new prior (ignored when one is reused).
     """
-    return json.dumps(obj, indent=1) + "\n"
+    checkpoint = Path(checkpoint)
+    run_dir = Path(run_dir) if run_dir else checkpoint.resolve().parent.parent
+    best, metrics = run_dir / "prior" / "best.pt", run_dir / "prior" / "metrics.json"
+    if not retrain and best.is_file() and metrics.is_file():
+        if load_prior(best)[1]["extra"].get("vqvae_sha1") == file_hash(checkpoint):
+            if verbose:
+                print(f"loaded the prior {best}, fitted to this VQ-VAE (retrain_prior=True trains "
+                      f"a new one)")
+            return _reload(run_dir, checkpoint, data_dir, device or "cpu")
+        if verbose:
+            print(f"{best} was fitted to another VQ-VAE (checkpoint content differs): training a "
+                  f"new prior")
+    return train_prior(checkpoint, data_dir, run_dir, device, verbose, **overrides)

@@ -1,15 +1,15 @@
-"""Generating slices with a trained prior and the VQ-VAE's decoder; writing them as files;
-checking that they are new.
+"""Generating slices: draw code grids from the prior, decode them with the VQ-VAE, write them.
 
-``generate`` draws code grids (all samples in one batch), decodes them with
-:func:`vqvae_lib.model.inference.decode` and returns both. A conditioned prior gets one
-slice-position class per sample: by default the classes cycle through all bins, so a set of
-samples covers the head from bottom to top as a set of real slices does. A prior trained with a
-head check (:mod:`vqvae_lib.prior.head_check`) redraws the samples whose head outline is broken.
+Every code of a sample is drawn by the prior, cell by cell; nothing is copied from training data
+and no sample is thrown away: what the prior draws is what is shown and scored. A conditioned
+prior gets one slice-position class per sample: by default the classes cycle through all bins,
+so a set of samples covers the head from bottom to top as a set of real slices does.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
 from pathlib import Path
 
@@ -17,12 +17,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..common import atomic_write
-from ..model.inference import decode, encode
-from .generation import nearest_neighbours
-from .head_check import passes_head_check, redraw_failures
+from ..common import atomic_write, atomic_write_text
+from ..errors import DataError
+from ..model.inference import decode
 
-__all__ = ["default_labels", "generate", "write_samples", "novelty"]
+__all__ = ["default_labels", "check_labels", "generate", "write_samples", "SAMPLE_MANIFEST"]
+
+SAMPLE_MANIFEST = "samples.json"
+"""The file that marks a folder as written by :func:`write_samples` (and says what made it)."""
 
 
 def default_labels(prior, n: int) -> torch.Tensor | None:
@@ -35,103 +37,105 @@ def default_labels(prior, n: int) -> torch.Tensor | None:
     return torch.arange(n) % prior.n_classes if prior.n_classes else None
 
 
-@torch.no_grad()
-def generate(prior, vqvae, n: int, temperature=1.0, labels=None, seed: int = 0,
-             device="cpu", progress: bool = False, head_check: bool = True, rounds: int = 4
-             ) -> dict:
-    """Sample ``n`` code grids and decode them; redraw broken heads when the prior has a check.
+def check_labels(prior, labels, n: int) -> torch.Tensor | None:
+    """``labels`` as (n,) classes the prior knows, :func:`default_labels` for None; a
+    ValueError names the allowed range.
 
     Args:
-        prior: a trained prior (any kind).
+        prior: a prior (``n_classes``).
+        labels: None, one class, or ``n`` classes.
+        n: number of samples.
+    """
+    if labels is None:
+        return default_labels(prior, n)
+    if prior.n_classes == 0:
+        raise ValueError("this prior is unconditional: it takes no slice-position label")
+    labels = torch.as_tensor(labels).reshape(-1)
+    if len(labels) not in (1, n):
+        raise ValueError(f"{len(labels)} slice-position labels for {n} samples")
+    if int(labels.max()) >= prior.n_classes or int(labels.min()) < 0:
+        raise ValueError(f"slice-position label must be in 0..{prior.n_classes - 1}, got "
+                         f"{labels.unique().tolist()}")
+    return labels.expand(n)
+
+
+@torch.no_grad()
+def generate(prior, vqvae, n: int, temperature=1.0, labels=None, seed: int = 0,
+             device="cpu", progress: bool = False) -> dict:
+    """Sample ``n`` code grids from the prior and decode them.
+
+    Args:
+        prior: a trained prior (``GatedPixelCNN`` or ``CodeTransformer``).
         vqvae: the VQ-VAE whose codes it models.
-        n: number of slices.
-        temperature: one number or one per sample.
+        n: number of slices (>= 1).
+        temperature: one number or one per sample (finite, >= 0; 0 = most likely code).
         labels: slice-position classes (one or ``n``); default :func:`default_labels`.
         seed: seeds the sampler (same seed, same slices).
         device: where to run.
         progress: show a progress bar.
-        head_check: apply the prior's head check (``prior.head_check``, set when a prior trained
-            with one is loaded) and redraw the samples that fail it; False shows the prior's
-            first draws as they are.
-        rounds: redraws at most per sample (a sample failing them all is kept).
 
     Returns:
         ``{"images": (n, 1, H, W) float in [0, 1], "codes": (n, h, w) long, "labels": (n,) or
-        None, "seconds": float, "head_check": None or {"first_failed", "redrawn",
-        "still_failing"}}`` (see :func:`~vqvae_lib.prior.head_check.redraw_failures`).
+        None, "seconds": float}``.
     """
-    if labels is None:
-        labels = default_labels(prior, n)
-    elif prior.n_classes == 0:
-        raise ValueError("this prior is unconditional: it takes no slice-position label")
-    else:
-        labels = torch.as_tensor(labels).reshape(-1).expand(n)
-        if int(labels.max()) >= prior.n_classes or int(labels.min()) < 0:
-            raise ValueError(f"slice-position labels must be in 0..{prior.n_classes - 1}")
+    if n < 1:
+        raise ValueError(f"the number of samples must be >= 1, got {n}")
+    labels = check_labels(prior, labels, n)
     gen = torch.Generator(device=device).manual_seed(int(seed))
     t0 = time.perf_counter()
-    y = None if labels is None else labels.to(device)
-    temps = torch.as_tensor(temperature, dtype=torch.float32).reshape(-1)  # one, or one per sample
-    if len(temps) not in (1, n):
-        raise ValueError(f"temperature has {len(temps)} values for {n} samples")
     prior.to(device)
-
-    def draw(index: torch.Tensor) -> dict:
-        t = temps[index] if len(temps) > 1 else float(temps[0])
-        codes = prior.sample(len(index), prior.grid_size, t,
-                             y=None if y is None else y[index.to(device)], generator=gen,
-                             progress=progress and len(index) == n)
-        return {"codes": codes.cpu(), "images": decode(vqvae, codes, device=device)}
-
-    check = getattr(prior, "head_check", None) if head_check else None
-    if check:
-        out, report = redraw_failures(draw, n, lambda im: passes_head_check(im, check), rounds)
-    else:
-        out, report = draw(torch.arange(n)), None
-    return {"images": out["images"], "codes": out["codes"], "labels": labels,
-            "seconds": time.perf_counter() - t0, "head_check": report}
+    codes = prior.sample(n, prior.grid_size, temperature,
+                         y=None if labels is None else labels.to(device), generator=gen,
+                         progress=progress)                                  # (n, h, w)
+    images = decode(vqvae, codes, device=device)                             # (n, 1, H, W)
+    return {"images": images, "codes": codes.cpu(), "labels": labels,
+            "seconds": time.perf_counter() - t0}
 
 
-def write_samples(images: torch.Tensor, codes: torch.Tensor, out_dir) -> list[Path]:
-    """Write ``sample_000.png`` ... (8-bit grey) and ``codes.npy`` (n, h, w) int16 to ``out_dir``.
+def write_samples(images: torch.Tensor, codes: torch.Tensor, out_dir, about: dict | None = None
+                  ) -> list[Path]:
+    """Write one sampling as a folder: ``sample_000.png`` ... (8-bit grey), ``codes.npy`` (n, h, w)
+    int16 and ``samples.json`` (what made them). The folder is built beside ``out_dir`` and swapped
+    in whole, so it never mixes two samplings; a folder holding other files is refused.
 
     Args:
         images: (n, 1, H, W) float in [0, 1].
         codes: (n, h, w) code grids.
-        out_dir: folder (created).
+        out_dir: the folder (created or replaced).
+        about: what to record in ``samples.json`` (prior, seed, temperature, ...).
 
     Returns:
         the PNG paths.
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise DataError(f"{out_dir} is a file; choose a folder for the samples.")
+        foreign = [p.name for p in out_dir.iterdir() if not _ours(p.name)]
+        if foreign or (any(out_dir.iterdir()) and not (out_dir / SAMPLE_MANIFEST).is_file()):
+            raise DataError(f"{out_dir} holds files that sampling did not write "
+                            f"({', '.join(sorted(foreign)[:3]) or 'no ' + SAMPLE_MANIFEST}); "
+                            f"choose an empty or new folder for the samples.")
+    tmp = out_dir.parent / f".{out_dir.name}.writing"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
     pixels = (images[:, 0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()  # (n, H, W)
-    paths = []
     for i, p in enumerate(pixels):
-        path = out_dir / f"sample_{i:03d}.png"
-        atomic_write(path, lambda f, p=p: Image.fromarray(p, mode="L").save(f, format="PNG"))
-        paths.append(path)
-    atomic_write(out_dir / "codes.npy", lambda f: np.save(f, codes.numpy().astype(np.int16)))
-    return paths
+        atomic_write(tmp / f"sample_{i:03d}.png",
+                     lambda f, p=p: Image.fromarray(p, mode="L").save(f, format="PNG"))
+    atomic_write(tmp / "codes.npy", lambda f: np.save(f, codes.numpy().astype(np.int16)))
+    atomic_write_text(tmp / SAMPLE_MANIFEST, json.dumps({"n": len(pixels), **(about or {})},
+                                                        indent=1) + "\n")
+    old = out_dir.parent / f".{out_dir.name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if out_dir.exists():
+        out_dir.rename(old)
+    tmp.rename(out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+    return [out_dir / f"sample_{i:03d}.png" for i in range(len(pixels))]
 
 
-def novelty(vqvae, images: torch.Tensor, codes: torch.Tensor, train_images: torch.Tensor,
-            device="cpu") -> dict[str, torch.Tensor]:
-    """How far each image (N, 1, H, W) with codes (N, h, w) is from the training split.
-
-    ``index``/``mse``: its nearest training slice by pixel MSE; ``shared``: the fraction of
-    latent cells whose code equals that neighbour's. Run it on real test slices too: they are new
-    by construction, so their numbers say what "not a copy" looks like (background codes alone
-    make any two slices share a good part of their grid).
-
-    Args:
-        vqvae: the VQ-VAE.
-        images: (N, 1, H, W) slices.
-        codes: (N, h, w) their codes.
-        train_images: (M, 1, H, W) training slices.
-        device: where to encode.
-    """
-    index, mse = nearest_neighbours(images, train_images)
-    nn_codes = encode(vqvae, train_images[index], device=device)
-    shared = (nn_codes == codes.cpu()).float().flatten(1).mean(1)
-    return {"index": index, "mse": mse, "shared": shared}
+def _ours(name: str) -> bool:
+    """A file name :func:`write_samples` writes."""
+    return name in ("codes.npy", SAMPLE_MANIFEST) or (name.startswith("sample_")
+                                                       and name.endswith(".png"))

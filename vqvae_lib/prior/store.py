@@ -1,19 +1,79 @@
-"""Saved priors: loading one exactly as it was trained, and finding the VQ-VAE it belongs to."""
+"""Which prior a config asks for, saved priors rebuilt exactly as they were trained, and the one
+VQ-VAE whose codes a prior models.
+
+A prior checkpoint stores its kind and every architecture number (``hparams``), so loading it
+never consults a preset: a prior trained with 8 layers stays an 8-layer prior after the preset
+changes. Only a **new** prior takes its settings from the config (``prior_kind``,
+``prior_channels``, ``prior_layers``, ``prior_heads``, ``prior_cond_bins``).
+
+A prior is a model of *one* VQ-VAE's codes: decoded with another codebook its samples are noise.
+Its checkpoint therefore stores the VQ-VAE's content fingerprint (``vqvae_sha1``) and where the
+VQ-VAE was (relative to the run folder when it lies inside it, so a run folder can move);
+:func:`vqvae_for_prior` finds that VQ-VAE from any working directory and refuses another one.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
 
-from ..checkpoint import find_checkpoint, load_checkpoint
+from ..checkpoint import file_hash, find_checkpoint, load_checkpoint, load_model
 from ..errors import CheckpointError
-from .build import rebuild_prior
+from .pixelcnn import GatedPixelCNN
+from .transformer import CodeTransformer
 
-__all__ = ["PRIOR_CHECKPOINT_KIND", "load_prior", "find_vqvae_checkpoint"]
+__all__ = ["PRIOR_KINDS", "PRIOR_CHECKPOINT_KIND", "build_prior", "rebuild_prior",
+           "prior_kind_of", "load_prior", "find_vqvae_checkpoint", "vqvae_reference",
+           "vqvae_for_prior"]
+
+PRIOR_KINDS = {"pixelcnn": GatedPixelCNN, "transformer": CodeTransformer}
+"""``prior_kind`` -> class. Both share ``forward(codes, y)``, ``nll_bits``, ``training_loss``,
+``prepare``, ``sample`` and ``hparams`` (:class:`~vqvae_lib.prior.draw.CodePrior`)."""
 
 PRIOR_CHECKPOINT_KIND = "prior"
 """``extra["kind"]`` of a prior checkpoint (files of older versions say ``"pixelcnn_prior"``)."""
+
+
+def build_prior(cfg, n_classes: int = 0) -> torch.nn.Module:
+    """A new, untrained prior as ``cfg`` describes it.
+
+    Args:
+        cfg: a :class:`~vqvae_lib.config.Config` (``prior_kind``, ``prior_channels``,
+            ``prior_layers``, ``prior_heads``, ``codebook_size``, ``latent_size``).
+        n_classes: slice-position classes (``prior_cond_bins``; 0 = unconditional).
+    """
+    grid = (cfg.latent_size, cfg.latent_size)
+    if cfg.prior_kind == "pixelcnn":
+        return GatedPixelCNN(cfg.codebook_size, channels=cfg.prior_channels,
+                             n_layers=cfg.prior_layers, n_classes=n_classes, grid_size=grid)
+    if cfg.prior_kind == "transformer":
+        return CodeTransformer(cfg.codebook_size, channels=cfg.prior_channels,
+                               n_layers=cfg.prior_layers, heads=cfg.prior_heads,
+                               n_classes=n_classes, grid_size=grid)
+    raise ValueError(f"Unknown prior_kind {cfg.prior_kind!r}; choose one of {sorted(PRIOR_KINDS)}")
+
+
+def rebuild_prior(kind: str, hparams: dict) -> torch.nn.Module:
+    """The prior a checkpoint describes (``extra["prior_kind"]``, ``extra["hparams"]``).
+
+    Args:
+        kind: a key of :data:`PRIOR_KINDS`.
+        hparams: the constructor arguments saved with the weights.
+    """
+    if kind not in PRIOR_KINDS:
+        raise ValueError(f"prior kind {kind!r} is not part of this version (it knows "
+                         f"{sorted(PRIOR_KINDS)}; docs/GENERATORS.md lists the retired ones)")
+    return PRIOR_KINDS[kind](**hparams)
+
+
+def prior_kind_of(prior: torch.nn.Module) -> str:
+    """The :data:`PRIOR_KINDS` key of a prior instance."""
+    for kind, cls in PRIOR_KINDS.items():
+        if isinstance(prior, cls):
+            return kind
+    raise TypeError(f"{type(prior).__name__} is not a known prior")
 
 
 def load_prior(path, device="cpu") -> tuple[torch.nn.Module, dict]:
@@ -25,8 +85,6 @@ def load_prior(path, device="cpu") -> tuple[torch.nn.Module, dict]:
 
     Returns:
         ``(prior in eval mode, checkpoint dict)``; CheckpointError names the file and the fix.
-        ``prior.head_check`` holds the head check it was trained with (None for priors saved
-        before it existed; see :mod:`vqvae_lib.prior.head_check`).
     """
     path = Path(path)
     if not path.is_file():
@@ -43,9 +101,8 @@ def load_prior(path, device="cpu") -> tuple[torch.nn.Module, dict]:
         prior.load_state_dict(ckpt["model"])
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"The prior in {path} cannot be rebuilt ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0][:160]}). It was edited or written by "
+                              f"{str(e).splitlines()[0][:200]}). It was edited or written by "
                               f"another version; train a new prior.") from e
-    prior.head_check = extra.get("head_check")
     return prior.to(device).eval(), ckpt
 
 
@@ -56,3 +113,59 @@ def find_vqvae_checkpoint(run_dir) -> Path:
         run_dir: the run folder.
     """
     return find_checkpoint(run_dir, "best.pt", needed_for="the prior is fitted to its codes")
+
+
+def vqvae_reference(checkpoint, run_dir) -> str:
+    """How a prior checkpoint names its VQ-VAE: relative to ``run_dir`` when inside it (so the
+    run folder can move), else the absolute path.
+
+    Args:
+        checkpoint: the VQ-VAE checkpoint.
+        run_dir: the run folder the prior is written to.
+    """
+    checkpoint, run_dir = Path(checkpoint).resolve(), Path(run_dir).resolve()
+    try:
+        return str(checkpoint.relative_to(run_dir))
+    except ValueError:
+        return str(checkpoint)
+
+
+def vqvae_for_prior(prior_path, ckpt: dict, vqvae_path=None, device="cpu"):
+    """The VQ-VAE a prior was fitted to, checked by content; ``(vqvae, path)``.
+
+    Args:
+        prior_path: the prior checkpoint (its run folder is two levels up).
+        ckpt: the prior checkpoint's dictionary (:func:`load_prior`).
+        vqvae_path: a VQ-VAE to decode with instead of the stored one; it must be the same file
+            content.
+        device: where to load it.
+
+    Raises:
+        CheckpointError: the VQ-VAE cannot be found, or its content is not the one the prior
+            was fitted to (another run, or a VQ-VAE retrained since), naming both files and what
+            to do.
+    """
+    extra = ckpt.get("extra", {})
+    run_dir = Path(prior_path).resolve().parent.parent
+    if vqvae_path is not None:
+        path = Path(vqvae_path)
+    else:
+        stored = Path(extra.get("vqvae_checkpoint", "checkpoints/best.pt"))
+        candidates = [stored] if stored.is_absolute() else [run_dir / stored, Path.cwd() / stored]
+        candidates.append(run_dir / "checkpoints" / "best.pt")
+        path = next((p for p in candidates if p.is_file()), candidates[0])
+    if not path.is_file():
+        raise CheckpointError(f"The VQ-VAE of the prior {prior_path} is not at {path}. Pass it "
+                              f"with --checkpoint (the checkpoints/best.pt the prior was trained on).")
+    want, have = extra.get("vqvae_sha1"), file_hash(path)
+    if want and want != have:
+        previous = path.parent / "previous" / "best.pt"
+        hint = (f" {previous} matches it: pass --checkpoint {previous}." if previous.is_file()
+                and file_hash(previous) == want else "")
+        raise CheckpointError(
+            f"The prior {prior_path} was fitted to another VQ-VAE than {path} (content "
+            f"{want[:10]}..., this file {have[:10]}...): its codes would decode to noise. Retrain "
+            f"the prior on this VQ-VAE (`python -m vqvae_lib.prior train --checkpoint {path}`) "
+            f"or decode with the VQ-VAE it was trained on.{hint}")
+    vqvae, _, _ = load_model(path, device)
+    return vqvae, Path(os.path.normpath(path))

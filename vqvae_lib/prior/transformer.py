@@ -117,7 +117,7 @@ class CodeTransformer(CodePrior):
     @torch.no_grad()
     def sample(self, n: int, shape: tuple[int, int], temperature: float | Sequence[float] = 1.0,
                y: torch.Tensor | None = None, generator: torch.Generator | None = None,
-               progress: bool = False, top_p: float = 1.0) -> torch.Tensor:
+               progress: bool = False) -> torch.Tensor:
         """Draw ``n`` code grids (n, h, w) one cell at a time, reusing the keys and values of
         earlier cells (a KV cache), so each of the ``h w`` steps costs one position per block.
 
@@ -128,7 +128,6 @@ class CodeTransformer(CodePrior):
             y: slice-position class (one, or one per sample) for a conditioned prior.
             generator: a torch.Generator for reproducible samples.
             progress: show a progress bar over rows.
-            top_p: nucleus sampling, the probability mass kept per draw (1 = all; ``draw_codes``).
         """
         self.check_shape(shape)
         h, w = shape
@@ -150,7 +149,7 @@ class CodeTransformer(CodePrior):
                     for block, cache in zip(self.blocks, caches, strict=True):
                         z = block(z, cache)
                     logits = self.head(self.ln(z))[:, -1]                    # (n, K)
-                    codes[:, t] = draw_codes(logits, temps, greedy, generator, top_p)
+                    codes[:, t] = draw_codes(logits, temps, greedy, generator)
                     x = self.embed(codes[:, t])[:, None]                     # next input
         finally:
             self.train(was_training)

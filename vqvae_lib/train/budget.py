@@ -14,11 +14,27 @@ import time
 import torch
 
 from ..config import Config
-from ..runtime import pick_device
+from ..runtime import autocast_dtype, pick_device, precision_name
 
-__all__ = ["MIN_LR_RATIO", "lr_factor", "plan_epochs", "Clock", "describe"]
+__all__ = ["MIN_LR_RATIO", "warmup_cosine", "lr_factor", "plan_epochs", "Clock", "describe"]
 
 MIN_LR_RATIO = 0.01          # the cosine ends at 1% of the peak learning rate
+
+
+def warmup_cosine(step: int, warmup_steps: int, done: float) -> float:
+    """The one learning-rate schedule of the package (the VQ-VAE's and the prior's training):
+    a linear warm-up over ``warmup_steps``, then a cosine from 1 down to ``MIN_LR_RATIO`` as
+    ``done`` goes from 0 to 1.
+
+    Args:
+        step: the optimizer step about to be taken (0-based).
+        warmup_steps: steps of the linear warm-up (0: none).
+        done: the share of the run behind us after the warm-up, in [0, 1] (steps, or minutes of
+            a time budget, whichever ends the run first).
+    """
+    warm = min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+    t = min(1.0, max(0.0, done))
+    return warm * (MIN_LR_RATIO + (1 - MIN_LR_RATIO) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
 def lr_factor(cfg: Config, step: int, epoch: int, total_steps: int) -> float:
@@ -32,8 +48,8 @@ def lr_factor(cfg: Config, step: int, epoch: int, total_steps: int) -> float:
     """
     warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps > 0 else 1.0
     if cfg.scheduler == "cosine":
-        t = min(1.0, max(0.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)))
-        return warm * (MIN_LR_RATIO + (1 - MIN_LR_RATIO) * 0.5 * (1 + math.cos(math.pi * t)))
+        done = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
+        return warmup_cosine(step, cfg.warmup_steps, done)
     if cfg.scheduler == "step":                       # the reference: StepLR(step_size, gamma)
         return warm * cfg.gamma ** (epoch // cfg.step_size)
     if cfg.scheduler == "constant":
@@ -81,9 +97,8 @@ def describe(cfg: Config, device=None) -> str:
         device: where it will run (default: what ``cfg.device`` picks).
     """
     device = torch.device(device) if device is not None else pick_device(cfg.device)
-    amp = "off"
-    if device.type == "cuda" and cfg.amp:
-        amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16 + gradient scaler"
+    amp = precision_name(autocast_dtype(cfg.precision, device))
+    amp += " + gradient scaler" if amp == "fp16" else ""
     budget = f"at most {cfg.max_minutes:g} min (cosine fitted to it)" if cfg.max_minutes > 0 else "none"
     return "\n".join([
         f"preset {cfg.preset!r} on {device}: {cfg.image_size}x{cfg.image_size} images, batch "
@@ -96,6 +111,6 @@ def describe(cfg: Config, device=None) -> str:
         f"{cfg.downsample}, K={cfg.codebook_size}, D={cfg.code_dim}, {cfg.quantizer} quantizer"
         f"{', k-means init' if cfg.kmeans_init else ''}"
         f"{f', dead-code restart after {cfg.dead_code_steps} steps' if cfg.dead_code_steps else ''}",
-        f"mixed precision: {amp} | channels_last: {cfg.channels_last and device.type == 'cuda'} | "
+        f"precision: {amp} ({cfg.precision}) | channels_last: {cfg.channels_last and device.type == 'cuda'} | "
         f"torch.compile: {cfg.compile} | CPU threads: {torch.get_num_threads()}",
     ])

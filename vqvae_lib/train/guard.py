@@ -69,7 +69,7 @@ def nonfinite_message(what: str, *, epoch: int, step: int, saved: dict, ckdir, c
     fixes = [f"lower the learning rate (now lr={cfg.lr:g}; try {cfg.lr / 10:g})"]
     if cfg.grad_clip <= 0:
         fixes.append("set grad_clip=1")
-    if cfg.amp:
-        fixes.append("on a GPU, try amp=False")
+    if cfg.precision != "fp32":
+        fixes.append("try precision=fp32")
     return (f"{what} at epoch {epoch}, step {step}. Training stopped before anything non-finite "
             f"was written. {_on_disk(saved, Path(ckdir))} Likely fix: {'; '.join(fixes)}.")

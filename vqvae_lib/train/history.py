@@ -55,7 +55,8 @@ def load_history(run_dir) -> list[dict]:
 
 
 def epoch_row(*, epoch: int, step: int, accum: dict, metrics: dict, lr: float, elapsed: float,
-              epoch_seconds: float, train_seconds: float, images_per_s: float) -> dict:
+              epoch_seconds: float, train_seconds: float, images_per_s: float,
+              precision: str = "fp32") -> dict:
     """One history row: mean training loss terms of the epoch, validation metrics, timings.
 
     Args:
@@ -68,6 +69,7 @@ def epoch_row(*, epoch: int, step: int, accum: dict, metrics: dict, lr: float, e
         epoch_seconds: this epoch's seconds.
         train_seconds: training seconds of the run so far.
         images_per_s: training throughput of this epoch (all processes).
+        precision: what the training steps ran in (``"bf16"``, ``"fp16"`` or ``"fp32"``).
     """
     n = max(accum.get("n", 0), 1)
     return {
@@ -79,7 +81,7 @@ def epoch_row(*, epoch: int, step: int, accum: dict, metrics: dict, lr: float, e
         "train_commitment": accum.get("commitment", 0.0) / n,
         "train_ssim_loss": accum.get("ssim", 0.0) / n,   # 1 - SSIM on training batches (0 if unused)
         **metrics,
-        "images_per_s": images_per_s,
+        "images_per_s": images_per_s, "precision": precision,
     }
 
 
@@ -88,4 +90,4 @@ def format_row(row: dict, codebook_size: int) -> str:
     return (f"epoch {row['epoch']:3d} | {row['seconds']:7.1f}s | loss {row['train_loss']:.4f} "
             f"(recon {row['train_recon']:.4f}, commit {row['train_commitment']:.4f}) | val SSIM "
             f"{row['val_ssim']:.4f} PSNR {row['val_psnr']:.2f} | perplexity {row['perplexity']:.0f}, "
-            f"{row['used_codes']}/{codebook_size} codes used | {row['images_per_s']:.0f} img/s")
+            f"{row['used_codes']}/{codebook_size} codes used | {row['images_per_s']:.0f} img/s ({row.get('precision', 'fp32')})")

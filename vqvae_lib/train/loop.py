@@ -10,7 +10,8 @@ the data in memory (``batches``), the schedule and time budget (``budget``), the
 (``state``), the NaN guards (``guard``), the files of a run (``runfiles``), ``torchrun``
 (``distributed``), validation (``validate``), the bookkeeping object (``trainer``), and
 ``train(cfg, ...)``, which builds the model and the data for notebooks and the CLI (``run``).
-Mixed precision (bf16, or fp16 with a gradient scaler) runs on CUDA only; the loss is the
+Mixed precision (``precision``: bf16 on GPUs and on CPUs with native bf16, fp16 with a gradient
+scaler on older GPUs, fp32 elsewhere; ``runtime.autocast_dtype``) covers the forward pass; the loss is the
 VQ-VAE loss of van den Oord et al. 2017 (``model/vqvae.py``).
 """
 
@@ -212,7 +213,8 @@ def _end_epoch(tr: Trainer, clock: Clock, t_epoch: float, n_before: int, train_b
     row = epoch_row(epoch=st.epoch, step=st.step, accum=st.accum, metrics=metrics,
                     lr=tr.optimizer.param_groups[0]["lr"], elapsed=st.elapsed,
                     epoch_seconds=time.perf_counter() - t_epoch, train_seconds=st.train_seconds,
-                    images_per_s=images / max(st.train_seconds - train_before, 1e-9))
+                    images_per_s=images / max(st.train_seconds - train_before, 1e-9),
+                    precision=tr.precision)
     st.epoch_perm, st.batch_in_epoch, st.accum = None, 0, {}
     return row
 

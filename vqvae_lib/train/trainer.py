@@ -22,6 +22,7 @@ from .. import viz
 from ..common import progress
 from ..errors import CheckpointError, TrainingError
 from ..paths import checkpoint_dir
+from ..runtime import autocast, autocast_dtype, precision_name
 from . import figures
 from .batches import TrainData, steps_per_epoch
 from .distributed import DistInfo, dist_env, init_distributed
@@ -65,9 +66,8 @@ class Trainer:
         self.model = model.to(self.device)
         if self.use_cuda and cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.amp_dtype = None
-        if self.use_cuda and cfg.amp:
-            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.amp_dtype = autocast_dtype(cfg.precision, self.device)   # None: fp32
+        self.precision = precision_name(self.amp_dtype)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         opt_cls = torch.optim.AdamW if cfg.weight_decay > 0 else torch.optim.Adam
@@ -111,10 +111,9 @@ class Trainer:
             progress.write(msg)
 
     def autocast(self):
-        """Mixed precision on CUDA (bf16, or fp16 with the gradient scaler); nothing elsewhere."""
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast("cuda", dtype=self.amp_dtype)
+        """Mixed precision for the forward pass: bf16 on a GPU or a CPU that has it natively, fp16
+        with the gradient scaler on older GPUs, nothing (fp32) elsewhere (``runtime.autocast_dtype``)."""
+        return autocast(self.device, self.amp_dtype)
 
     # ---- start: resume, or a fresh run ------------------------------------------------------
     def start(self, resume: bool) -> None:
@@ -127,7 +126,7 @@ class Trainer:
                  f"{sum(p.numel() for p in self.params) / 1e6:.2f}M params, {self.steps_per_epoch} "
                  f"steps/epoch of {cfg.batch_size} x{self.dist.world} processes, up to {cfg.epochs} "
                  f"epochs{f', budget {cfg.max_minutes:g} min' if cfg.max_minutes else ''}"
-                 f"{f', amp {self.amp_dtype}' if self.amp_dtype else ''}")
+                 f", precision {self.precision}")
 
     def _resume(self, path: Path) -> None:
         ckpt = load_run_checkpoint(path)

@@ -33,15 +33,17 @@ def validate(model, images_u8: torch.Tensor, device, cfg, batch_size: int | None
     """
     was_training = model.training
     model.eval()
+    device = torch.device(device)
     bs = batch_size or max(cfg.batch_size, 16)
     ssims, psnrs, codes = [], [], []
     for i in range(0, len(images_u8), bs):
         x = images_u8[i:i + bs].to(device).float().div_(255)             # (B, 1, H, W)
         if device.type == "cuda" and cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        out = model(x)
-        ssims.append(ssim(out.recon, x, reduction="none").cpu())
-        psnrs.append(psnr(out.recon, x, reduction="none").cpu())
+        with torch.autocast(device.type, enabled=False):                  # fp32, whatever the caller
+            out = model(x)
+            ssims.append(ssim(out.recon, x, reduction="none").cpu())
+            psnrs.append(psnr(out.recon, x, reduction="none").cpu())
         codes.append(out.codes.cpu())                                     # (B, h, w)
     model.train(was_training)
     codes_all = torch.cat(codes)

@@ -1,5 +1,5 @@
 """Score any set of slices against the real data: the glue between files, splits, the tissue
-segmenter and :func:`vqvae_lib.prior.generation.generation_scores`.
+segmenter and :func:`vqvae_lib.realism.metrics.realism_metrics`.
 
 Used by notebook 06 (which writes ``runs/<preset>/prior/generation.json``) and by
 ``python -m vqvae_lib.prior score DIR`` (any folder of PNG slices).
@@ -12,16 +12,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..common import atomic_write_text
+from ..common import write_json
 from ..data.files import read_image
 from ..data.slices import load_split, resolve_data_dir
 from ..errors import DataError
-from .fit import json_dumps
-from .generation import generation_scores
+from ..model.inference import encode
+from .metrics import nearest_neighbours, realism_metrics
 from .segmenter import load_or_train_segmenter
 
-__all__ = ["RealSlices", "load_real", "read_folder", "score_images", "write_generation_json",
-           "generator_table"]
+__all__ = ["RealSlices", "load_real", "read_folder", "realism_scores", "write_generation_json",
+           "novelty"]
 
 
 class RealSlices:
@@ -89,8 +89,8 @@ def read_folder(folder, size: int) -> torch.Tensor:
     return torch.from_numpy(arr).float().div(255)[:, None]
 
 
-def score_images(images, real: RealSlices, n: int = 64, groups=None) -> dict:
-    """Generation metrics of ``images`` against ``real``, with floors and segmenter accuracy.
+def realism_scores(images, real: RealSlices, n: int = 64, groups=None) -> dict:
+    """Realism metrics of ``images`` against ``real``, with floors and segmenter accuracy.
     The 1-NN tests leave out whole subjects (see :mod:`vqvae_lib.prior.generation`).
 
     Args:
@@ -104,7 +104,7 @@ def score_images(images, real: RealSlices, n: int = 64, groups=None) -> dict:
         raise ValueError(f"images are {images.shape[-1]} px, the real slices {real.size} px")
     if len(images) < n:
         n = len(images)
-    scores = generation_scores(images, real.test, real.train, real.fractions, n=n,
+    scores = realism_metrics(images, real.test, real.train, real.fractions, n=n,
                                test_subjects=real.test_subjects,
                                train_subjects=real.train_subjects, generated_groups=groups)
     scores["segmenter_test_accuracy"] = real.segmenter_accuracy
@@ -116,30 +116,29 @@ def write_generation_json(path, scores: dict, **context) -> Path:
 
     Args:
         path: usually ``runs/<preset>/prior/generation.json``.
-        scores: from :func:`score_images`.
+        scores: from :func:`realism_scores`.
         **context: extra keys stored beside the scores.
     """
-    return atomic_write_text(path, json_dumps({**context, **scores}))
+    return write_json(path, {**context, **scores})
 
 
-def generator_table(rows: list[dict]) -> str:
-    """The generators compared (``benchmarks/prior_compare.json``) as a markdown table: one line
-    per option and temperature; tissue W1 as a multiple of its floor (target: at most 2).
+def novelty(vqvae, images: torch.Tensor, codes: torch.Tensor, train_images: torch.Tensor,
+            device="cpu") -> dict[str, torch.Tensor]:
+    """How far each image (N, 1, H, W) with codes (N, h, w) is from the training split.
+
+    ``index``/``mse``: its nearest training slice by pixel MSE; ``shared``: the fraction of
+    latent cells whose code equals that neighbour's. Run it on real test slices too: they are new
+    by construction, so their numbers say what "not a copy" looks like (background codes alone
+    make any two slices share a good part of their grid).
 
     Args:
-        rows: the file's ``results``.
+        vqvae: the VQ-VAE.
+        images: (N, 1, H, W) slices.
+        codes: (N, h, w) their codes.
+        train_images: (M, 1, H, W) training slices.
+        device: where to encode.
     """
-    lines = ["| option | budget | steps | test NLL (bits/cell) | T | 1-NN shape (floor) | "
-             "1-NN intensity (floor) | precision / recall | tissue W1 / floor: CSF, grey, white |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for r in rows:
-        for T, s in r["by_temperature"].items():
-            w = s.get("tissue_w1", {})
-            ratio = ", ".join(f"{w[k]['generated'] / max(w[k]['floor'], 1e-9):.1f}"
-                              for k in ("CSF", "grey matter", "white matter") if k in w)
-            lines.append(
-                f"| {r['option']} | {r.get('budget', '')} | {r['steps']} | {r['test_bits']:.3f} | {T} | "
-                f"{s['one_nn_shape']['generated']:.2f} ({s['one_nn_shape']['floor']:.2f}) | "
-                f"{s['one_nn_intensity']['generated']:.2f} ({s['one_nn_intensity']['floor']:.2f}) | "
-                f"{s['precision']['generated']:.2f} / {s['recall']['generated']:.2f} | {ratio} |")
-    return "\n".join(lines)
+    index, mse = nearest_neighbours(images, train_images)
+    nn_codes = encode(vqvae, train_images[index], device=device)
+    shared = (nn_codes == codes.cpu()).float().flatten(1).mean(1)
+    return {"index": index, "mse": mse, "shared": shared}

@@ -26,7 +26,9 @@ against real training slices (other subjects), i.e. what "indistinguishable" sco
 * **Tissue composition**: per slice the fractions of background, CSF, grey and white matter from
   a small segmenter (:mod:`vqvae_lib.prior.segmenter`); Wasserstein-1 per class between the
   generated and the test fractions.
-* **Memorisation**: each slice's RMSE to its nearest training slice, for samples and test slices.
+* **Memorisation**, twice: each slice's RMSE to its nearest training slice (a replayed slice),
+  and each 16x16 **patch**'s RMSE to its nearest training patch (a collage of training pieces,
+  which whole-slice distances cannot see), for samples and for real test slices.
 """
 
 from __future__ import annotations
@@ -39,11 +41,15 @@ from scipy.stats import wasserstein_distance
 from ..common import TISSUE_NAMES, evenly_spaced
 
 __all__ = ["shape_features", "intensity_features", "PCAFeatures", "one_nn_accuracy",
-           "precision_recall", "nearest_neighbours", "tissue_w1", "generation_scores",
-           "HEAD_THRESHOLD"]
+           "precision_recall", "nearest_neighbours", "tissue_w1", "head_patches",
+           "patch_memorisation", "realism_metrics", "HEAD_INTENSITY", "NEAR_COPY_QUANTILE"]
 
-HEAD_THRESHOLD = 0.08
+HEAD_INTENSITY = 0.08
 """Pixels brighter than this (images in [0, 1]) count as inside the head."""
+
+NEAR_COPY_QUANTILE = 0.01
+"""A generated patch is a near-copy when it lies closer to a training patch than all but this
+share of real test patches do."""
 
 
 def _float(images) -> torch.Tensor:
@@ -62,7 +68,7 @@ def shape_features(images, size: int = 32) -> torch.Tensor:
     return F.adaptive_avg_pool2d(_float(images), size).flatten(1)
 
 
-def intensity_features(images, bins: int = 32, threshold: float = HEAD_THRESHOLD) -> torch.Tensor:
+def intensity_features(images, bins: int = 32, threshold: float = HEAD_INTENSITY) -> torch.Tensor:
     """Histogram of the intensities inside the head, as square roots of frequencies (so that the
     Euclidean distance is the Hellinger distance between histograms). (N, bins)
 
@@ -180,9 +186,62 @@ def tissue_w1(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     return {name: float(wasserstein_distance(a[:, t], b[:, t])) for t, name in enumerate(TISSUE_NAMES)}
 
 
-def generation_scores(generated, test, train, fractions=None, n: int = 64, test_subjects=None,
-                      train_subjects=None, generated_groups=None) -> dict:
-    """Every generation metric of this module, each with its floor (test vs train).
+def head_patches(images, size: int = 16, min_head: float = 0.5) -> torch.Tensor:
+    """The non-overlapping ``size`` x ``size`` patches of ``images`` that lie mostly inside the
+    head (background patches are alike in every slice and say nothing about copying).
+
+    Args:
+        images: (N, 1, H, W) or (N, H, W), float in [0, 1] or uint8.
+        size: patch side (16 px = one 4x4 block of codes at downsample 4).
+        min_head: share of a patch's pixels that must be brighter than ``HEAD_INTENSITY``.
+
+    Returns:
+        (P, 1, size, size) patches.
+    """
+    p = F.unfold(_float(images), size, stride=size)                # (N, size*size, L)
+    p = p.transpose(1, 2).reshape(-1, size * size)                  # (N*L, size*size)
+    inside = (p > HEAD_INTENSITY).float().mean(1) >= min_head
+    return p[inside].reshape(-1, 1, size, size)
+
+
+def patch_memorisation(generated, test, train, size: int | None = None) -> dict:
+    """How close each head patch of the samples lies to its nearest training patch, against the
+    same for real test slices. A sampler that pastes training pieces has patches at distance ~0;
+    real unseen slices define what "not copied" looks like.
+
+    Args:
+        generated: (n, 1, H, W) generated slices.
+        test: (m, 1, H, W) real test slices.
+        train: (N, 1, H, W) training slices (every patch of every slice is a reference).
+        size: patch side in pixels (default: an eighth of the image side, 16 px at 128 px: one
+            4x4 block of codes at downsample 4).
+
+    Returns:
+        ``{"patch", "generated_median_rmse", "test_median_rmse", "median_ratio",
+        "copy_threshold", "share_near_copies", "test_share_near_copies", "distances"}``: the
+        share of generated patches nearer a training patch than the ``NEAR_COPY_QUANTILE`` of
+        test patches (about that quantile for a sampler that copies nothing).
+    """
+    size = size or max(4, _float(test).shape[-1] // 8)
+    queries, references = head_patches(generated, size), head_patches(train, size)
+    real = head_patches(test, size)
+    if not (len(queries) and len(references) and len(real)):   # no head anywhere: nothing to say
+        return {"patch": size, "share_near_copies": None, "median_ratio": None}
+    d_gen = nearest_neighbours(queries, references)[1].sqrt().numpy()
+    d_test = nearest_neighbours(real, references)[1].sqrt().numpy()
+    threshold = float(np.quantile(d_test, NEAR_COPY_QUANTILE))
+    return {"patch": size, "generated_median_rmse": float(np.median(d_gen)),
+            "test_median_rmse": float(np.median(d_test)),
+            "median_ratio": float(np.median(d_gen) / max(np.median(d_test), 1e-12)),
+            "copy_threshold": threshold, "share_near_copies": float((d_gen < threshold).mean()),
+            "test_share_near_copies": float((d_test < threshold).mean()),
+            "distances": {"generated": np.round(d_gen, 4).tolist(),
+                          "test": np.round(d_test, 4).tolist()}}
+
+
+def realism_metrics(generated, test, train, fractions=None, n: int = 64, test_subjects=None,
+                    train_subjects=None, generated_groups=None) -> dict:
+    """Every realism metric of this module, each with its floor (test vs train).
 
     Args:
         generated: (m, 1, H, W) generated slices in [0, 1] (m >= n is best).
@@ -234,4 +293,5 @@ def generation_scores(generated, test, train, fractions=None, n: int = 64, test_
         "generated_median_rmse": float(np.median(rg)), "test_median_rmse": float(np.median(rt)),
         "generated_min_rmse": float(rg.min()), "test_min_rmse": float(rt.min()),
         "share_closer_than_any_test": float((rg < rt.min()).mean())}
+    out["patch_memorisation"] = patch_memorisation(gen, real, train)
     return out

@@ -1,18 +1,20 @@
-"""Generation metrics on cases with a known answer, the segmenter, and the score command."""
+"""Realism metrics on cases with a known answer (a collage of training pieces must fail the patch
+check), the segmenter, and the score command."""
 
 import numpy as np
 import pytest
 import torch
 
-from vqvae_lib.prior.generation import (
+from vqvae_lib.realism.metrics import (
     PCAFeatures,
-    generation_scores,
     intensity_features,
     one_nn_accuracy,
+    patch_memorisation,
     precision_recall,
     shape_features,
     tissue_w1,
 )
+from vqvae_lib.realism.metrics import realism_metrics as generation_scores
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one thread
 
@@ -140,7 +142,7 @@ def test_generation_scores_floor_and_memorisation():
 
 
 def test_segmenter_learns_tissue_from_intensity():
-    from vqvae_lib.prior.segmenter import segmenter_accuracy, train_segmenter
+    from vqvae_lib.realism.segmenter import segmenter_accuracy, train_segmenter
 
     g = torch.Generator().manual_seed(0)
     masks = torch.randint(0, 4, (40, 8, 8), generator=g).repeat_interleave(4, 1).repeat_interleave(4, 2)
@@ -159,7 +161,7 @@ def test_score_command_on_a_folder_of_pngs(tmp_path, monkeypatch, capsys):
     from PIL import Image
 
     import vqvae_lib.paths
-    from vqvae_lib.prior.cli import main
+    from vqvae_lib.prior.__main__ import main
 
     monkeypatch.setattr(vqvae_lib.paths, "default_cache_dir", lambda: tmp_path / "cache")
     data = make_oasis(tmp_path / "data", slices=4, size=32)
@@ -173,9 +175,42 @@ def test_score_command_on_a_folder_of_pngs(tmp_path, monkeypatch, capsys):
     assert rc == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads(out.read_text())
-    for key in ("one_nn_shape", "one_nn_intensity", "precision", "recall", "tissue_w1", "memorisation"):
+    for key in ("one_nn_shape", "one_nn_intensity", "precision", "recall", "tissue_w1", "memorisation",
+                "patch_memorisation"):
         assert key in printed
     assert 0 <= printed["one_nn_shape"]["generated"] <= 1
     assert (tmp_path / "run" / "prior" / "segmenter.pt").is_file()
     assert main(["score", str(tmp_path / "empty"), "--data-dir", str(data)]) == 2
     assert "not a folder" in capsys.readouterr().err
+    for bad, says in ((["-n", "0"], "-n 0"), (["--size", "0"], "--size 0")):   # before any work
+        with pytest.raises(SystemExit) as e:
+            main(["score", str(folder), "--data-dir", str(data), *bad])
+        assert e.value.code == 2 and says in capsys.readouterr().err
+
+
+# ---- memorisation per patch: a collage of training pieces fails, real slices pass ----------------
+def collage(train: torch.Tensor, n: int, patch: int = 16, seed: int = 0) -> torch.Tensor:
+    """New 'slices' pasted together from training pieces: every patch x patch block of each is a
+    block of some training slice at the same place (what a sampler of stored patches draws)."""
+    g = torch.Generator().manual_seed(seed)
+    N, _, H, W = train.shape
+    out = torch.zeros(n, 1, H, W)
+    for i in range(n):
+        for r in range(0, H, patch):
+            for c in range(0, W, patch):
+                src = int(torch.randint(0, N, (1,), generator=g))
+                out[i, :, r:r + patch, c:c + patch] = train[src, :, r:r + patch, c:c + patch]
+    return out
+
+
+def test_a_collage_of_training_patches_fails_the_patch_check_and_real_slices_pass():
+    train, test, unseen = heads(96, 5, size=64), heads(32, 6, size=64), heads(32, 7, size=64)
+    pasted = collage(train, 32)
+    copied = patch_memorisation(pasted, test, train)
+    assert copied["share_near_copies"] > 0.9 and copied["median_ratio"] < 0.05
+    fresh = patch_memorisation(unseen, test, train)   # new slices of the same kind: like test
+    assert fresh["share_near_copies"] < 0.05 and 0.7 < fresh["median_ratio"] < 1.4
+    assert fresh["test_share_near_copies"] <= 0.02
+    # whole-slice memorisation cannot see the collage: its slices are no training slice
+    whole = generation_scores(pasted, test, train, n=32)["memorisation"]
+    assert whole["share_closer_than_any_test"] < 0.5

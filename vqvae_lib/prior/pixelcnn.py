@@ -25,12 +25,11 @@ with PixelCNN Decoders"). Three ideas:
    vertical stack's features. Together they cover every earlier cell
    (see ``figures.receptive_fields``).
 3. **Gates.** Each layer computes ``tanh(W_f * x) * sigmoid(W_g * x)`` (like an LSTM gate),
-   optionally with a class-dependent bias (here: position of the slice in the brain) and a
-   *spatial* one, ``V * s`` with ``V`` a 1x1 convolution of a conditioning map ``s`` (the paper's
-   ``h``-map; the hierarchical prior passes the upsampled top-level codes, see ``hierarchy``).
+   optionally with a class-dependent bias (here: the position of the slice in the brain).
 
-Receptive fields and the square masked convolutions of the original PixelCNN live in
-``receptive``; the transformer alternative in ``transformer``; training in ``fit``.
+The square masked convolution of the first PixelCNN (:class:`MaskedConv2d`) is kept at the end of
+this file to *show* the blind spot that the two stacks remove (notebook 06, section 2); the
+transformer alternative is in ``transformer``; training in ``fit``.
 """
 
 from __future__ import annotations
@@ -45,7 +44,7 @@ from ..common import progress as progress_bar
 from .draw import CodePrior, draw_codes, sampling_temperatures
 
 __all__ = ["GatedPixelCNN", "GatedLayer", "VerticalConv", "HorizontalConv", "down_shift",
-           "right_shift", "gate"]
+           "right_shift", "gate", "MaskedConv2d", "plain_pixelcnn"]
 
 
 def down_shift(x: torch.Tensor) -> torch.Tensor:
@@ -99,9 +98,14 @@ class GatedLayer(nn.Module):
     horizontal: h' = h + W_1x1 gate(Hconv(h) + W_1x1 Vconv(v) + c)
     where c is an optional per-class bias. The vertical features enter the horizontal stack at the
     *same* position; that is allowed because the vertical stack only ever sees rows above.
+
+    Args:
+        channels: C, the width of both stacks.
+        kernel_size: k of the vertical (k//2+1 x k) and horizontal (1 x k//2+1) convolutions.
+        n_classes: conditioning classes (0: unconditional).
     """
 
-    def __init__(self, channels: int, kernel_size: int, n_classes: int = 0, map_channels: int = 0):
+    def __init__(self, channels: int, kernel_size: int, n_classes: int = 0):
         super().__init__()
         C = channels
         self.kernel_size = kernel_size
@@ -110,17 +114,12 @@ class GatedLayer(nn.Module):
         self.v_to_h = nn.Conv2d(2 * C, 2 * C, 1)
         self.h_out = nn.Conv2d(C, C, 1)
         self.cond = nn.Embedding(n_classes, 2 * C) if n_classes > 0 else None
-        self.cond_map = nn.Conv2d(map_channels, 2 * C, 1) if map_channels > 0 else None
 
-    def cond_bias(self, y: torch.Tensor | None,
-                  cond_map: torch.Tensor | None = None) -> torch.Tensor | float:
-        """The layer's conditioning bias: class (B, 2C, 1, 1) plus map (B, 2C, h, w), or 0."""
-        bias = 0.0
+    def cond_bias(self, y: torch.Tensor | None) -> torch.Tensor | float:
+        """The layer's conditioning bias: one vector per class (B, 2C, 1, 1), or 0."""
         if self.cond is not None and y is not None:
-            bias = self.cond(y)[:, :, None, None]  # (B, 2C, 1, 1)
-        if self.cond_map is not None and cond_map is not None:
-            bias = bias + self.cond_map(cond_map)  # (B, 2C, h, w)
-        return bias
+            return self.cond(y)[:, :, None, None]
+        return 0.0
 
     def vertical(self, v: torch.Tensor, bias) -> tuple[torch.Tensor, torch.Tensor]:
         v_pre = self.v_conv(v)                        # (B, 2C, h, w)
@@ -141,23 +140,31 @@ class GatedPixelCNN(CodePrior):
     are translation-equivariant and see only ``reach`` cells back, so without it the network
     cannot tell the middle of the head from its edge -- and samples become brain texture that
     fills the whole grid. Positions are fixed, not data, so causality is unaffected.
+
+    Args:
+        num_codes: K, the codebook size (classes per cell).
+        channels: C, the width of the network.
+        n_layers: gated layers.
+        kernel_size: k of every layer but the first.
+        first_kernel: k of the first layer.
+        n_classes: slice-position classes (0: unconditional).
+        grid_size: (h, w) of the code grids, for the position embedding (None: no embedding).
     """
 
     def __init__(self, num_codes: int, channels: int = 64, n_layers: int = 8,
                  kernel_size: int = 3, first_kernel: int = 5, n_classes: int = 0,
-                 grid_size: tuple[int, int] | None = None, map_channels: int = 0):
+                 grid_size: tuple[int, int] | None = None):
         super().__init__()
         self.hparams = dict(num_codes=num_codes, channels=channels, n_layers=n_layers,
                             kernel_size=kernel_size, first_kernel=first_kernel, n_classes=n_classes,
-                            grid_size=None if grid_size is None else list(grid_size),
-                            map_channels=map_channels)
+                            grid_size=None if grid_size is None else list(grid_size))
         self.num_codes, self.n_classes = num_codes, n_classes
         self.grid_size = None if grid_size is None else tuple(grid_size)
         self.embed = nn.Embedding(num_codes, channels)
         self.position = (nn.Parameter(torch.zeros(channels, *grid_size)) if grid_size is not None
                          else None)  # (C, h, w)
         kernels = [first_kernel] + [kernel_size] * (n_layers - 1)
-        self.layers = nn.ModuleList(GatedLayer(channels, k, n_classes, map_channels) for k in kernels)
+        self.layers = nn.ModuleList(GatedLayer(channels, k, n_classes) for k in kernels)
         self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, channels, 1), nn.ReLU(),
                                   nn.Conv2d(channels, num_codes, 1))
         # How far back (in rows / columns) the output can look; sampling crops to this window.
@@ -176,8 +183,8 @@ class GatedPixelCNN(CodePrior):
             return e
         return e + self.position[:, row:row + codes.shape[1], col:col + codes.shape[2]]
 
-    def _biases(self, y, cond_map=None):
-        return [layer.cond_bias(y, cond_map) for layer in self.layers]
+    def _biases(self, y):
+        return [layer.cond_bias(y) for layer in self.layers]
 
     def vertical_stack(self, e: torch.Tensor, biases) -> list[torch.Tensor]:
         """Vertical-to-horizontal inputs for every layer; ``e`` is already down-shifted (mask A)."""
@@ -194,38 +201,45 @@ class GatedPixelCNN(CodePrior):
             h = layer.horizontal(h, vh, bias)
         return self.head(h)  # (B, K, h, w)
 
-    def forward_embedded(self, e: torch.Tensor, y: torch.Tensor | None = None,
-                         cond_map: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits from an embedded grid ``e`` (B, C, h, w); used to measure receptive fields."""
-        biases = self._biases(y, cond_map)
+    def forward_embedded(self, e: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits from an embedded grid ``e`` (B, C, h, w); used to measure receptive fields.
+        The shifts are mask A: the vertical stack sees the rows above, the horizontal stack the
+        cells to the left, never the cell itself."""
+        biases = self._biases(y)
         return self.horizontal_stack(right_shift(e), self.vertical_stack(down_shift(e), biases),
                                      biases)
 
-    def forward(self, codes: torch.Tensor, y: torch.Tensor | None = None,
-                cond_map: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits (B, K, h, w) for ``codes`` (B, h, w); ``y`` (B,) classes, ``cond_map``
-        (B, map_channels, h, w) a spatial condition (it may show every cell: it is not data)."""
+    def forward(self, codes: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, K, h, w) for ``codes`` (B, h, w); ``y`` (B,) slice-position classes."""
         self.check_shape(codes.shape[1:])
-        return self.forward_embedded(self.embed_codes(codes), y, cond_map)  # (B, K, h, w)
+        return self.forward_embedded(self.embed_codes(codes), y)  # (B, K, h, w)
 
     # -- likelihood and sampling -------------------------------------------------------
     @torch.no_grad()
     def sample(self, n: int, shape: tuple[int, int], temperature: float | Sequence[float] = 1.0,
                y: torch.Tensor | None = None, generator: torch.Generator | None = None,
-               progress: bool = False, cond_map: torch.Tensor | None = None) -> torch.Tensor:
+               progress: bool = False) -> torch.Tensor:
         """Draw ``n`` code grids of ``shape`` (h, w) in raster order, all samples in one batch.
 
         ``temperature`` is one number or one per sample: logits are divided by it (T < 1 is more
         conservative, T > 1 more varied, T = 0 takes the most likely code). Each step only runs
         what it needs: the vertical stack once per row on the ``reach`` rows above it, and the
         horizontal stack on the ``reach`` cells to the left, so 32x32 = 1024 steps take seconds.
+
+        Args:
+            n: number of grids.
+            shape: (h, w); must equal ``grid_size``.
+            temperature: one number or one per sample (0 = most likely code).
+            y: slice-position class (one, or one per sample) for a conditioned prior.
+            generator: a torch.Generator for reproducible samples.
+            progress: show a progress bar over rows.
         """
         self.check_shape(shape)
         h, w = shape
         device = self.embed.weight.device
         temps, greedy = sampling_temperatures(temperature, n, device)  # (n, 1), (n,)
         y = None if y is None else torch.as_tensor(y, device=device).reshape(-1).expand(n)
-        biases = self._biases(y, None if cond_map is None else cond_map.to(device))
+        biases = self._biases(y)
         codes = torch.zeros(n, h, w, dtype=torch.long, device=device)
         was_training, threads = self.training, torch.get_num_threads()
         self.eval()
@@ -242,25 +256,58 @@ class GatedPixelCNN(CodePrior):
             torch.set_num_threads(threads)
         return codes  # (n, h, w)
 
-
     def _sample_row(self, codes, i, biases, temps, greedy, generator) -> None:
         """Fill row ``i`` of ``codes`` (n, h, w) in place, left to right."""
         r0 = max(0, i - self.reach)  # rows above that can still influence row i
         e_v = down_shift(self.embed_codes(codes[:, r0:i + 1], r0, 0))  # (n, C, rows, w)
-        v_biases = [_window(b, slice(r0, i + 1), slice(None)) for b in biases]
-        v_to_h = [vh[:, :, -1:] for vh in self.vertical_stack(e_v, v_biases)]  # (n, 2C, 1, w)
+        v_to_h = [vh[:, :, -1:] for vh in self.vertical_stack(e_v, biases)]  # (n, 2C, 1, w)
         for j in range(codes.shape[2]):
             c0 = max(0, j - self.reach)
             e_h = right_shift(self.embed_codes(codes[:, i:i + 1, c0:j + 1], i, c0))  # (n, C, 1, cols)
-            h_biases = [_window(b, slice(i, i + 1), slice(c0, j + 1)) for b in biases]
             logits = self.horizontal_stack(e_h, [vh[..., c0:j + 1] for vh in v_to_h],
-                                           h_biases)[:, :, 0, -1]  # (n, K)
+                                           biases)[:, :, 0, -1]  # (n, K)
             codes[:, i, j] = draw_codes(logits, temps, greedy, generator)
 
 
-def _window(bias, rows: slice, cols: slice):
-    """The part of a conditioning bias that a window of the grid sees: a spatial bias
-    (B, 2C, h, w) is cropped, a per-slice one (B, 2C, 1, 1) or 0 is used as it is."""
-    if isinstance(bias, torch.Tensor) and bias.shape[-1] > 1:
-        return bias[..., rows, cols]
-    return bias
+# ---- the first PixelCNN's masked convolution, kept to show its blind spot -------------------
+class MaskedConv2d(nn.Conv2d):
+    """The *original* PixelCNN masked convolution (van den Oord et al. 2016, "Pixel Recurrent
+    Neural Networks"): a square kernel multiplied by a raster-order mask.
+
+    Type A zeroes the centre and everything after it; type B keeps the centre. Stacking these
+    leaves a blind spot (cells up and to the right that no layer sees); :class:`GatedPixelCNN`
+    removes it with two stacks. Kept to *show* it (``plain_pixelcnn``, notebook 06).
+
+    Args:
+        mask_type: ``"A"`` (first layer: not the centre) or ``"B"`` (later layers).
+        in_channels: input channels.
+        out_channels: output channels.
+        kernel_size: k of the square k x k kernel.
+    """
+
+    def __init__(self, mask_type: str, in_channels: int, out_channels: int, kernel_size: int):
+        super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+        if mask_type not in ("A", "B"):
+            raise ValueError(f"mask_type must be 'A' or 'B', got {mask_type!r}")
+        k = kernel_size
+        mask = torch.ones(k, k)
+        mask[k // 2, k // 2 + (mask_type == "B"):] = 0  # current row: centre (A) and right of it
+        mask[k // 2 + 1:] = 0                            # all rows below
+        self.register_buffer("mask", mask[None, None])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding)
+
+
+def plain_pixelcnn(channels: int = 8, n_layers: int = 4, kernel_size: int = 3) -> nn.Sequential:
+    """A stack of square masked convolutions (A, then B, B, ...): the blind-spot demonstration.
+
+    Args:
+        channels: width.
+        n_layers: masked convolutions.
+        kernel_size: k of each.
+    """
+    layers: list[nn.Module] = [MaskedConv2d("A", channels, channels, kernel_size)]
+    for _ in range(n_layers - 1):
+        layers += [nn.ReLU(), MaskedConv2d("B", channels, channels, kernel_size)]
+    return nn.Sequential(*layers)
