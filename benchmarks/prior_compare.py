@@ -1,160 +1,163 @@
-"""Compare generators (priors over codes) at an equal CPU budget; write benchmarks/prior_compare.json.
+"""The main-line priors side by side, and what more prior minutes buy (notebook 06's tables).
 
-    # one option (run several in parallel, one thread each):
-    python benchmarks/prior_compare.py run --checkpoint RUN/checkpoints/best.pt --option pixelcnn \
-        --cpu-seconds 330 --out /tmp/cmp
-    # or a wall-clock budget on idle cores (all threads), as notebook 06 trains:
-    python benchmarks/prior_compare.py run --checkpoint RUN/checkpoints/best.pt \
-        --option hierarchical_cond4 --minutes 3 --out /tmp/cmp
-    # merge the per-option files into benchmarks/prior_compare.json and print the README table:
-    python benchmarks/prior_compare.py merge --out /tmp/cmp
+    # the gated PixelCNN and the causal transformer at the cpu preset's budget, three seeds:
+    python benchmarks/prior_compare.py --run-dir runs/cpu --options pixelcnn transformer \
+        --minutes 2 --seeds 0 1 2 --out benchmarks/prior_compare.json
+    # realism against prior minutes for the default prior (one contact sheet per budget):
+    python benchmarks/prior_compare.py --run-dir runs/cpu --options pixelcnn \
+        --minutes 2 4 8 16 32 --out benchmarks/prior_minutes.json --sheet benchmarks/prior_minutes.png
 
-Equal budget = equal **CPU seconds** (``time.process_time`` of the training process, one torch
-thread): each option's step count is the budget divided by its per-step CPU cost, measured at the
-start of its own run (``--calib-steps`` steps of batch ``prior_batch_size``). CPU time, unlike wall
-time, is not inflated by other jobs on shared cores (cache sharing still inflates it a little, the
-same for every option run side by side). Every option then samples ``-n`` slices at each
-temperature and is scored against the test split with :mod:`vqvae_lib.prior.generation`.
+Every prior trains on the codes of the same VQ-VAE (``<run-dir>/checkpoints/best.pt``) in a
+scratch folder (``--scratch``), so the run's own prior is never touched. **Equal minutes** means
+equal optimiser steps at this machine's *measured* speed: each option first times a few steps
+(``--calib-steps``), then trains ``minutes x 60 x steps per second`` steps. A busy machine then
+takes longer but trains the same model a quiet one would in those minutes. Each prior draws
+``-n`` slices at temperature 1 (its own distribution: no top-k, no top-p, nothing redrawn) and is
+scored against the test split with :mod:`vqvae_lib.realism` (every metric beside its floor).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import platform
 import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
+from matplotlib.figure import Figure
 
 from vqvae_lib.checkpoint import load_model
+from vqvae_lib.common import write_json
 from vqvae_lib.config import get_config
-from vqvae_lib.prior.build import build_prior
 from vqvae_lib.prior.fit import train_prior
 from vqvae_lib.prior.sample import generate
-from vqvae_lib.prior.scoring import generator_table, load_real, score_images
-from vqvae_lib.prior.words import RENDER_RULES
+from vqvae_lib.prior.store import build_prior
+from vqvae_lib.realism.scoring import load_real, realism_scores
+from vqvae_lib.runtime import autocast, autocast_dtype, precision_name
 
 OPTIONS = {
-    "pixelcnn": dict(prior_kind="pixelcnn", prior_channels=64, prior_layers=8, prior_cond_bins=0),
-    "pixelcnn_cond4": dict(prior_kind="pixelcnn", prior_channels=64, prior_layers=8, prior_cond_bins=4),
-    "transformer_cond4": dict(prior_kind="transformer", prior_channels=96, prior_layers=4,
-                              prior_heads=4, prior_cond_bins=4),
-    "transformer": dict(prior_kind="transformer", prior_channels=96, prior_layers=4,
-                        prior_heads=4, prior_cond_bins=0),
-    "hierarchical_cond4": dict(prior_kind="hierarchical", prior_channels=64, prior_layers=8,
-                               prior_top_factor=4, prior_top_codes=64, prior_cond_bins=4),
-    "hierarchical16_cond4": dict(prior_kind="hierarchical", prior_channels=64, prior_layers=8,
-                                 prior_top_factor=2, prior_top_codes=256, prior_cond_bins=4),
-    "hierarchical_c32_cond4": dict(prior_kind="hierarchical", prior_channels=32, prior_layers=8,
-                                   prior_top_factor=4, prior_top_codes=64, prior_cond_bins=4),
-    "masked_cond4": dict(prior_kind="masked", prior_channels=64, prior_layers=8, prior_steps=12,
-                         prior_cond_bins=4),
-    "clustered_cond4": dict(prior_kind="clustered", prior_channels=64, prior_layers=8,
-                            prior_top_codes=64, prior_cond_bins=4),
-    "words_cond4_mirror": dict(prior_kind="words", prior_channels=128, prior_layers=4,
-                               prior_heads=4, prior_top_factor=4, prior_top_codes=1024,
-                               prior_cond_bins=4, prior_mirror=True),
-    "words_cond4": dict(prior_kind="words", prior_channels=128, prior_layers=4, prior_heads=4,
-                        prior_top_factor=4, prior_top_codes=1024, prior_cond_bins=4,
-                        prior_mirror=False),
+    "pixelcnn": dict(prior_kind="pixelcnn", prior_channels=64, prior_layers=8, prior_batch_size=4),
+    "transformer": dict(prior_kind="transformer", prior_channels=128, prior_layers=4,
+                        prior_heads=4, prior_batch_size=4),
 }
-"""Options a run can train. A ``words`` prior is sampled once per render rule (RENDER_RULES): the
-rule changes only how drawn words become codes, so one trained prior gives a row per rule."""
+"""The main-line options, as the ``cpu`` preset sizes them (both conditioned on slice position,
+both trained on mirrored slices too: the preset's ``prior_cond_bins`` and ``prior_mirror``)."""
 
 
-def step_cpu_seconds(overrides: dict, latent: int, K: int, batch: int, steps: int) -> float:
-    """Median CPU seconds of one optimiser step of a fresh prior on random codes."""
-    cfg = get_config("cpu", **overrides)
-    prior = build_prior(cfg.replace(image_size=latent * cfg.downsample, codebook_size=K),
-                        cfg.prior_cond_bins, code_vectors=torch.randn(K, cfg.code_dim))
+def steps_per_second(overrides: dict, cfg, steps: int) -> float:
+    """Optimiser steps per second of a fresh prior on random codes, this machine, as trained."""
+    cfg = cfg.replace(**overrides)
+    prior = build_prior(cfg, cfg.prior_cond_bins)
     opt = torch.optim.Adam(prior.parameters(), 1e-3)
-    x = torch.randint(0, K, (batch, latent, latent))
-    prior.prepare(x)
-    y = torch.randint(0, max(cfg.prior_cond_bins, 1), (batch,)) if cfg.prior_cond_bins else None
-    times = []
-    for _ in range(steps):
-        t0 = time.process_time()
-        loss = prior.training_loss(x, y)
+    g = cfg.latent_size
+    x = torch.randint(0, cfg.codebook_size, (cfg.prior_batch_size, g, g))
+    y = torch.randint(0, max(cfg.prior_cond_bins, 1), (len(x),)) if cfg.prior_cond_bins else None
+    amp = autocast_dtype(cfg.precision, "cpu")
+    for i in range(steps + 2):
+        if i == 2:
+            t0 = time.perf_counter()
+        with autocast("cpu", amp):
+            loss = prior.training_loss(x, y)
         opt.zero_grad()
         loss.backward()
         opt.step()
-        times.append(time.process_time() - t0)
-    return float(sorted(times[1:])[len(times[1:]) // 2])
+    return steps / (time.perf_counter() - t0)
 
 
-def run(args) -> None:
-    name, overrides = args.option, OPTIONS[args.option]
-    _, vcfg, _ = load_model(args.checkpoint)
-    if args.minutes:   # wall clock, every core: what notebook 06 does
-        per_step, steps, budget = None, 10 ** 9, dict(prior_max_minutes=args.minutes)
-    else:
-        torch.set_num_threads(1)
-        per_step = step_cpu_seconds(overrides, vcfg.latent_size, vcfg.codebook_size, 16,
-                                    args.calib_steps)
-        steps = max(1, int(args.cpu_seconds / per_step))
-        budget = dict(prior_max_minutes=0.0, num_threads=1)
-    run_dir = Path(args.out) / name
-    (run_dir / "prior").mkdir(parents=True, exist_ok=True)
-    for f in Path(args.codes_from).glob("codes_*.pt") if args.codes_from else []:
-        shutil.copy(f, run_dir / "prior" / f.name)   # same key: no re-encoding
-    t0, c0 = time.perf_counter(), time.process_time()
-    res = train_prior(args.checkpoint, args.data_dir, run_dir, "cpu", verbose=True,
-                      prior_epochs=1000, prior_max_steps=steps, prior_batch_size=16,
-                      **budget, **overrides)
-    train_cpu, train_wall = time.process_time() - c0, time.perf_counter() - t0
-    vqvae, _, _ = load_model(args.checkpoint)
-    real = load_real(args.data_dir, vcfg.image_size, args.out)
-    renders = RENDER_RULES if overrides["prior_kind"] == "words" else (None,)
-    for rule in renders:
-        row = name if rule is None else f"{name} ({rule} render)"
-        if rule is not None:
-            res.prior.render = rule
-        result = {"option": row, "overrides": overrides, "steps": res.metrics["steps"],
-                  "budget": f"{args.minutes} min wall" if args.minutes else f"{args.cpu_seconds} CPU-s",
-                  "step_cpu_seconds": per_step, "train_cpu_seconds": train_cpu,
-                  "train_wall_seconds": train_wall, "test_bits": res.metrics["test_bits"],
-                  "unigram_test_bits": res.metrics["unigram_test"], "by_temperature": {}}
-        for T in args.temperatures:
-            c1 = time.process_time()
-            out = generate(res.prior, vqvae, args.n, T, seed=0)
-            sample_cpu = time.process_time() - c1
-            s = score_images(out["images"], real, n=args.n)  # 1-NN: leave one subject out
-            torch.save(out["images"][:16], run_dir / f"samples_{rule or 'codes'}_T{T:g}.pt")
-            result["by_temperature"][f"{T:g}"] = {"sample_cpu_seconds": sample_cpu, **s}
-            print(row, T, json.dumps({k: s[k] for k in ("one_nn_shape", "one_nn_intensity")}),
-                  flush=True)
-        stem = name if rule is None else f"{name}_{rule}"
-        (Path(args.out) / f"{stem}.json").write_text(json.dumps(result, indent=1))
+def summary(scores: dict) -> dict:
+    """The numbers of one row: each metric and its floor, tissue W1 as multiples of the floor."""
+    row = {k: {"generated": scores[k]["generated"], "floor": scores[k]["floor"]}
+           for k in ("one_nn_shape", "one_nn_intensity", "precision", "recall")}
+    row["tissue_w1_over_floor"] = {t: v["generated"] / max(v["floor"], 1e-12)
+                                   for t, v in scores.get("tissue_w1", {}).items()}
+    p = scores["patch_memorisation"]
+    row["patch_memorisation"] = {k: p[k] for k in ("share_near_copies", "test_share_near_copies",
+                                                   "median_ratio")}
+    row["slice_memorisation"] = scores["memorisation"]["share_closer_than_any_test"]
+    return row
 
 
-def merge(args) -> None:
-    rows = [json.loads(p.read_text()) for p in sorted(Path(args.out).glob("*.json"))]
-    dest = Path(__file__).with_name("prior_compare.json")
-    dest.write_text(json.dumps({"budget_note": args.note, "results": rows}, indent=1) + "\n")
-    print(generator_table(rows))
+def contact_sheet(rows: list[tuple[str, torch.Tensor]], real: torch.Tensor) -> Figure:
+    """One row of samples per budget (and a row of real test slices): what the minutes buy."""
+    rows = rows + [("real test", real)]
+    n = max(len(x) for _, x in rows)
+    fig = Figure(figsize=(1.3 * n + 1.2, 1.35 * len(rows)))
+    axes = fig.subplots(len(rows), n, squeeze=False)
+    for r, (label, images) in enumerate(rows):
+        for c in range(n):
+            ax = axes[r, c]
+            ax.axis("off")
+            if c < len(images):
+                ax.imshow(images[c, 0].numpy(), cmap="gray", vmin=0, vmax=1)
+        axes[r, 0].text(-0.1, 0.5, label, transform=axes[r, 0].transAxes, ha="right",
+                        va="center", fontsize=9)
+    fig.subplots_adjust(left=0.1, right=0.99, top=0.99, bottom=0.01, wspace=0.03, hspace=0.05)
+    return fig
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("run")
-    r.add_argument("--checkpoint", required=True)
-    r.add_argument("--option", choices=sorted(OPTIONS), required=True)
-    r.add_argument("--cpu-seconds", type=float, default=300.0,
-                   help="equal CPU time, one thread (ignored with --minutes)")
-    r.add_argument("--minutes", type=float, default=0.0, help="wall-clock budget, every core")
-    r.add_argument("--calib-steps", type=int, default=6)
-    r.add_argument("--data-dir", default=None)
-    r.add_argument("--codes-from", default=None, help="a prior/ folder holding codes_<split>.pt")
-    r.add_argument("-n", type=int, default=64)
-    r.add_argument("--temperatures", type=float, nargs="+", default=[1.0])
-    r.add_argument("--out", required=True)
-    m = sub.add_parser("merge")
-    m.add_argument("--out", required=True)
-    m.add_argument("--note", default="")
+    p.add_argument("--run-dir", default="runs/cpu")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--options", nargs="+", default=["pixelcnn", "transformer"], choices=sorted(OPTIONS))
+    p.add_argument("--minutes", nargs="+", type=float, default=[2.0])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("-n", type=int, default=64, help="samples per prior")
+    p.add_argument("--calib-steps", type=int, default=20)
+    p.add_argument("--scratch", default="/tmp/prior_compare")
+    p.add_argument("--out", required=True)
+    p.add_argument("--sheet", default=None, help="PNG contact sheet (first seed of each row)")
     args = p.parse_args()
-    run(args) if args.cmd == "run" else merge(args)
+
+    run_dir = Path(args.run_dir)
+    checkpoint = run_dir / "checkpoints" / "best.pt"
+    vqvae, cfg, _ = load_model(checkpoint)
+    real = load_real(args.data_dir, cfg.image_size, run_dir, verbose=False)
+    base = get_config(cfg.preset)
+    rates = {o: steps_per_second(OPTIONS[o], base, args.calib_steps) for o in args.options}
+    print("steps per second:", {o: round(r, 2) for o, r in rates.items()}, flush=True)
+    results, sheet = [], []
+    for option in args.options:
+        for minutes in args.minutes:
+            for seed in args.seeds:
+                scratch = Path(args.scratch) / f"{option}_{minutes:g}_{seed}"
+                shutil.rmtree(scratch, ignore_errors=True)
+                (scratch / "prior").mkdir(parents=True)
+                for cache in (run_dir / "prior").glob("codes_*.pt"):   # the same encoded splits
+                    shutil.copy2(cache, scratch / "prior" / cache.name)
+                steps = max(1, int(minutes * 60 * rates[option]))
+                t0 = time.perf_counter()
+                run = train_prior(checkpoint, args.data_dir, scratch, "cpu", verbose=False, seed=seed,
+                                  prior_max_minutes=0, prior_max_steps=steps, **OPTIONS[option])
+                wall = time.perf_counter() - t0
+                out = generate(run.prior, vqvae, args.n, 1.0, seed=seed)
+                scores = realism_scores(out["images"], real, n=args.n)
+                row = {"option": option, "minutes": minutes, "seed": seed, "steps": run.metrics["steps"],
+                       "train_wall_seconds": wall, "sample_seconds": out["seconds"],
+                       "test_bits": run.metrics["test_bits"], "best_val_bits": run.metrics["best_val_bits"],
+                       "precision": run.metrics["precision"], **summary(scores)}
+                results.append(row)
+                print(f"{option} {minutes:g} min seed {seed}: {row['steps']} steps, NLL "
+                      f"{row['test_bits']:.3f}, 1-NN {row['one_nn_shape']['generated']:.2f} / "
+                      f"{row['one_nn_intensity']['generated']:.2f}, CSF W1 "
+                      f"{row['tissue_w1_over_floor'].get('CSF', float('nan')):.2f}x", flush=True)
+                if seed == args.seeds[0]:
+                    sheet.append((f"{option}\n{minutes:g} min", out["images"][:10]))
+                shutil.rmtree(scratch, ignore_errors=True)
+    write_json(args.out, {
+        "what": "main-line priors at equal minutes (steps at this machine's measured speed); "
+                "64 samples each at temperature 1, scored against the test split",
+        "machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+                    "torch": torch.__version__,
+                    "precision": precision_name(autocast_dtype(base.precision, "cpu"))},
+        "preset": cfg.preset, "steps_per_second": rates, "n_samples": args.n,
+        "options": {o: OPTIONS[o] for o in args.options}, "results": results})
+    if args.sheet:
+        pick = torch.as_tensor(np.linspace(0, len(real.test) - 1, 10).round().astype(int))
+        contact_sheet(sheet, real.test[pick]).savefig(args.sheet, dpi=80)
+    print(f"wrote {args.out}" + (f" and {args.sheet}" if args.sheet else ""))
 
 
 if __name__ == "__main__":
