@@ -20,21 +20,6 @@ DEVICES = "auto, cpu, cuda, cuda:N or mps"
 _DEVICE_RE = re.compile(r"(auto|cpu|mps|cuda(:\d+)?)")
 
 
-def _check_code_split(cfg) -> None:
-    """FSQ without levels, and RVQ: ``codebook_size`` must split into levels / equal stages."""
-    try:
-        if cfg.quantizer == "fsq" and not cfg.fsq_levels:
-            from .model.fsq import fsq_levels_for
-
-            fsq_levels_for(cfg.codebook_size)
-        elif cfg.quantizer == "rvq":
-            from .model.rvq import stage_size
-
-            stage_size(cfg.codebook_size, cfg.rvq_stages)
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
-
-
 def check_count(option: str, value, low: int = 0, high: int | None = None):
     """A whole number ``low <= value <= high``, or a ConfigError naming the option, the value and
     the allowed range (for a CLI's counts and sizes, checked before any work starts).
@@ -154,7 +139,6 @@ def validate(cfg):
                           f"codebook_size={math.prod(cfg.fsq_levels)}, or other levels)")
     if cfg.quantizer == "fsq" and any(v < 2 for v in cfg.fsq_levels):
         raise ConfigError(f"fsq_levels must each be >= 2, got {cfg.fsq_levels}")
-    _check_code_split(cfg)
     if cfg.image_size % cfg.downsample:
         raise ConfigError(f"image_size {cfg.image_size} must be a multiple of downsample "
                           f"{cfg.downsample}")
