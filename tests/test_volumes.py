@@ -252,8 +252,8 @@ def freesurfer(shared_dir, tmp_path_factory):
     if not (src / "norm.mgz").is_file():
         pytest.skip("../shared/volumes/norm.mgz is absent")
     root = tmp_path_factory.mktemp("fs")
-    shutil.copytree(src, root / "bert" / "mri")
-    manifest = convert(root, root / "out", n_slices=12, workers=1, verbose=False)
+    shutil.copytree(src, root / "src" / "bert" / "mri")       # OUT beside SRC, never inside it
+    manifest = convert(root / "src", root / "out", n_slices=12, workers=1, verbose=False)
     labels = nib.load(src / "aparc.a2009s+aseg.mgz")
     return root / "out", manifest, np.asarray(labels.dataobj), labels.affine
 

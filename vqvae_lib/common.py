@@ -1,5 +1,5 @@
 """Small things every stage shares: tissue names and colours, splits, even spacing, safe writes,
-progress bars.
+progress bars. (Replacing a whole output folder safely: :mod:`vqvae_lib.folders`.)
 
 One definition each, so that a notebook, a figure and a metric never disagree on what label 2
 means or what colour white matter has.
@@ -8,9 +8,7 @@ means or what colour white matter has.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -19,7 +17,7 @@ from tqdm.auto import tqdm
 
 __all__ = [
     "SPLITS", "TISSUE_NAMES", "TISSUE_COLORS", "MASK_VALUES", "MASK_LEGEND", "evenly_spaced", "atomic_write",
-    "atomic_write_text", "quiet", "progress", "remove_stale_temporaries", "publish_folder",
+    "atomic_write_text", "quiet", "progress", "remove_stale_temporaries",
 ]
 
 SPLITS = ("train", "validate", "test")
@@ -128,27 +126,3 @@ def write_json(path: str | os.PathLike, obj) -> Path:
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """:func:`atomic_write` for a string (UTF-8)."""
     return atomic_write(path, lambda f: f.write(text), mode="w")
-
-
-def publish_folder(tmp: str | os.PathLike, out: str | os.PathLike, manifest_name: str = "",
-                   manifest: dict | None = None) -> Path:
-    """Put a completely written folder ``tmp`` in the place of ``out`` (a data set, say).
-
-    The folder is built under a temporary name beside ``out`` and only renamed when complete, so
-    an interrupted run never leaves a half-written ``out``; an older ``out`` is removed just
-    before the rename.
-
-    Args:
-        tmp: the finished folder.
-        out: where it should live.
-        manifest_name: a JSON file written into ``tmp`` last, saying what the folder holds.
-        manifest: its content.
-    """
-    if manifest_name:
-        (Path(tmp) / manifest_name).write_text(json.dumps(manifest, indent=1))
-    out = Path(out)
-    if out.exists():
-        shutil.rmtree(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, out)
-    return out

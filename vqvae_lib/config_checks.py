@@ -4,12 +4,49 @@ field and what it expects. ``Config.replace`` (and so ``get_config``) runs both.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import fields
 from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["coerce", "validate"]
+__all__ = ["coerce", "validate", "check_count", "check_device", "MAX_IMAGE_SIZE", "DEVICES"]
+
+MAX_IMAGE_SIZE = 1024
+"""The largest ``image_size`` (and ``slices --size``): 4x OASIS's 256; a split at 8192 px would
+need tens of GB of cache and memory."""
+
+DEVICES = "auto, cpu, cuda, cuda:N or mps"
+_DEVICE_RE = re.compile(r"(auto|cpu|mps|cuda(:\d+)?)")
+
+
+def check_count(option: str, value, low: int = 0, high: int | None = None):
+    """A whole number ``low <= value <= high``, or a ConfigError naming the option, the value and
+    the allowed range (for a CLI's counts and sizes, checked before any work starts).
+
+    Args:
+        option: its name as the user wrote it, e.g. ``"--subjects"``.
+        value: the value given.
+        low: the smallest allowed value.
+        high: the largest allowed value (None: no limit).
+    """
+    allowed = f"a whole number >= {low}" if high is None else f"a whole number in {low}..{high}"
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (
+            high is not None and value > high):
+        raise ConfigError(f"{option} must be {allowed}, got {value!r}")
+    return value
+
+
+def check_device(value, option: str = "device") -> str:
+    """``value`` if it names a device (auto, cpu, cuda, cuda:N, mps), else a ConfigError.
+
+    Args:
+        value: the device string.
+        option: its name as the user wrote it (``"device"``, ``"--device"``).
+    """
+    if not isinstance(value, str) or not _DEVICE_RE.fullmatch(value):
+        raise ConfigError(f"{option} must be {DEVICES}, got {value!r}")
+    return value
 
 
 def coerce(cfg, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -75,7 +112,7 @@ _CHOICES = {"data_range": ("01", "pm1"), "norm": ("batch", "group", "none"),
             "precision": ("auto", "fp32", "bf16", "fp16"), "prior_kind": ("pixelcnn", "transformer")}
 
 
-def validate(cfg) :
+def validate(cfg):
     """Check every value's range; a ConfigError names the field and what it expects.
 
     Args:
@@ -97,9 +134,18 @@ def validate(cfg) :
     if cfg.prior_kind == "transformer" and cfg.prior_channels % cfg.prior_heads:
         raise ConfigError(f"prior_channels ({cfg.prior_channels}) must be a multiple of "
                           f"prior_heads ({cfg.prior_heads})")
+    if cfg.image_size > MAX_IMAGE_SIZE:
+        raise ConfigError(f"image_size must be <= {MAX_IMAGE_SIZE} (4x the 256 px of OASIS), got "
+                          f"{cfg.image_size}")
+    if cfg.quantizer == "fsq" and cfg.fsq_levels and math.prod(cfg.fsq_levels) != cfg.codebook_size:
+        raise ConfigError(f"fsq_levels {','.join(map(str, cfg.fsq_levels))} give "
+                          f"{math.prod(cfg.fsq_levels)} codes but codebook_size is "
+                          f"{cfg.codebook_size}: their product must equal codebook_size (set "
+                          f"codebook_size={math.prod(cfg.fsq_levels)}, or other levels)")
+    if cfg.quantizer == "fsq" and any(v < 2 for v in cfg.fsq_levels):
+        raise ConfigError(f"fsq_levels must each be >= 2, got {cfg.fsq_levels}")
     if cfg.image_size % cfg.downsample:
         raise ConfigError(f"image_size {cfg.image_size} must be a multiple of downsample "
                           f"{cfg.downsample}")
-    if cfg.device not in ("auto", "cpu", "mps") and not cfg.device.startswith("cuda"):
-        raise ConfigError(f"device expects 'auto', 'cpu', 'cuda', 'cuda:<n>' or 'mps', got {cfg.device!r}")
+    check_device(cfg.device)
     return cfg

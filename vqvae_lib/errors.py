@@ -16,7 +16,7 @@ import sys
 
 __all__ = [
     "DataError", "CheckpointError", "TrainingError", "ConfigError", "RunFolderBusy",
-    "USER_ERRORS", "describe_os_error", "user_message", "debug_enabled", "cli",
+    "OutputFolderError", "USER_ERRORS", "describe_os_error", "user_message", "debug_enabled", "cli",
     "install_notebook_handler",
 ]
 
@@ -39,6 +39,11 @@ class ConfigError(ValueError):
 
 class RunFolderBusy(RuntimeError):
     """Another process is writing to the same run folder (see :mod:`vqvae_lib.runlock`)."""
+
+
+class OutputFolderError(DataError):
+    """An output folder may not be replaced: replacing it could delete what the command did not
+    make (see :mod:`vqvae_lib.folders`)."""
 
 
 USER_ERRORS = (DataError, CheckpointError, TrainingError, ConfigError, RunFolderBusy, OSError)

@@ -7,6 +7,10 @@ The report holds the run's key numbers (``metrics.json`` of notebook 05, the pri
 when present), a page per executed notebook (``notebooks/*.html``, saved widget state rendered
 by a local copy of the widget manager, see ``report_export``), and every figure of
 ``figures/``. Nothing loads from the network: copy the folder anywhere and open ``index.html``.
+
+The report is built beside ``--out`` and swapped in when whole; only a folder holding
+``report_manifest.json`` (a report) is ever replaced, never the run folder or anything else.
+The command holds the run folder's lock (:mod:`vqvae_lib.runlock`) while it reads and writes.
 """
 
 from __future__ import annotations
@@ -20,11 +24,19 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .common import progress
+from .common import atomic_write_text, progress
+from .errors import DataError, cli
+from .folders import check_replaceable, replace_folder
 from .paths import repo_root
 from .report_export import copy_assets, export_notebook
+from .runlock import run_lock
 
-__all__ = ["Section", "key_numbers", "build_report", "main"]
+__all__ = ["Section", "key_numbers", "build_report", "main", "MANIFEST", "READS"]
+
+MANIFEST = "report_manifest.json"
+"""Marks a folder as a report (only such a folder is ever replaced)."""
+READS = ("notebooks", "figures", "checkpoints", "metrics.json", "history.json", "prior")
+"""What the report reads from a run folder: its output may not be, hold or lie inside these."""
 
 
 @dataclass
@@ -168,16 +180,32 @@ def _generation(run_dir: Path) -> Section:
     return sec
 
 
+def _checked(build, path: Path, *args):
+    """``build(*args)``, or one DataError naming ``path`` when its values have the wrong type."""
+    try:
+        return build(*args)
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError) as err:
+        raise DataError(
+            f"{path} holds a value of the wrong type ({type(err).__name__}: {err}): rerun the "
+            "notebook that writes it, or delete the file; the previous report is unchanged."
+        ) from None
+
+
 def key_numbers(run_dir: Path, bench_dir: Path | None = None) -> list[Section]:
-    """The report's tables, from whatever files the run folder holds.
+    """The report's tables, from whatever files the run folder holds; a file whose values have
+    the wrong type is a DataError naming it (nothing is written before this is read).
 
     Args:
         run_dir: the run folder (``runs/<preset>``).
         bench_dir: folder of benchmark JSONs (default ``benchmarks/`` of the repository).
     """
+    run_dir = Path(run_dir)
     bench_dir = repo_root() / "benchmarks" if bench_dir is None else Path(bench_dir)
-    secs = [_training(run_dir), _reconstruction(run_dir), _prior(run_dir), _generation(run_dir)]
-    return secs + (_benchmarks(bench_dir) if bench_dir.is_dir() else [])
+    secs = [_checked(build, run_dir / rel, run_dir) for build, rel in (
+        (_training, "history.json"), (_reconstruction, "metrics.json"),
+        (_prior, "prior/metrics.json"), (_generation, "prior/generation.json"))]
+    return secs + (_checked(_benchmarks, bench_dir / "*.json", bench_dir)
+                   if bench_dir.is_dir() else [])
 
 
 def _notebook_title(path: Path) -> str:
@@ -228,14 +256,33 @@ def _index_html(title: str, sections: list[Section], pages: list[tuple[str, str,
     return "\n".join(parts) + "</body></html>\n"
 
 
+def _adopt_old_report(out: Path) -> None:
+    """A report written before reports carried :data:`MANIFEST` (only its four entries and our
+    title in ``index.html``) gets the manifest, so it can be replaced like a new one."""
+    try:
+        ours = ({p.name for p in out.iterdir()} <= {"index.html", "assets", "notebooks", "figures"}
+                and "<h1>vqvae-brain report: " in (out / "index.html").read_text(encoding="utf-8"))
+    except OSError:
+        return
+    if ours and not (out / MANIFEST).exists():
+        atomic_write_text(out / MANIFEST, json.dumps({"what": "a report written before "
+                                                              "report_manifest.json existed"}))
+
+
 def build_report(run_dir: Path, out_dir: Path | None = None,
                  bench_dir: Path | None = None) -> Path:
     """Write the report of ``run_dir`` and return its ``index.html``.
 
+    The numbers are read first (a file with values of the wrong type stops here, with one
+    line naming it); the report is then built beside ``out_dir`` and swapped in when complete
+    (:func:`vqvae_lib.folders.replace_folder`), so a failure leaves the previous report intact.
+    ``out_dir`` may not be the run folder, hold or lie inside what the report reads, nor be any
+    folder that is not a report. Takes no lock (:func:`main` holds the run folder's).
+
     Args:
         run_dir: the run folder (``runs/<preset>``) with ``notebooks/``, ``figures/`` and
             the metrics files (any of them may be missing; the report says so).
-        out_dir: where to write (default ``<run_dir>/report``); rebuilt from scratch.
+        out_dir: where to write (default ``<run_dir>/report``); replaced as a whole.
         bench_dir: folder of benchmark JSONs (default the repository's ``benchmarks/``).
     """
     run_dir = Path(run_dir)
@@ -246,30 +293,41 @@ def build_report(run_dir: Path, out_dir: Path | None = None,
             f"{run_dir} holds no executed notebooks, figures or metrics.json: run the notebooks "
             f"first (make run-all PRESET=<preset>), or pass --run-dir <your run folder>.")
     out = Path(out_dir) if out_dir else run_dir / "report"
-    if out.exists():
-        shutil.rmtree(out)
-    (out / "figures").mkdir(parents=True)
-    copy_assets(out)
-    pages = []
-    for nb in progress(notebooks, desc="notebooks -> HTML", unit="nb"):
-        info = export_notebook(nb, out / "notebooks" / f"{nb.stem}.html", "../assets")
-        pages.append((f"notebooks/{nb.stem}.html", _notebook_title(nb), info))
-    figures: dict[str, list[str]] = {}
-    names = {nb.stem[:2]: nb.stem for nb in notebooks}
-    for png in pngs:
-        shutil.copy(png, out / "figures" / png.name)
-        prefix = png.stem[:2]
-        group = names.get(prefix, f"notebook {prefix}") if prefix.isdigit() else "training run"
-        figures.setdefault(group, []).append(f"figures/{png.name}")
-    index = out / "index.html"
-    index.write_text(_index_html(f"vqvae-brain report: {run_dir.name}",
-                                 key_numbers(run_dir, bench_dir), pages, figures),
-                     encoding="utf-8")
-    return index
+    inputs = [run_dir / rel for rel in READS] + [repo_root() / "benchmarks" if bench_dir is None
+                                                 else Path(bench_dir)]
+    names = dict(inputs=inputs, force=True, command="vqvae_lib.report", option="--out",
+                 what="a report of vqvae_lib.report")
+    if out.is_dir():
+        _adopt_old_report(out)
+    check_replaceable(out, MANIFEST, **names)
+    sections = key_numbers(run_dir, bench_dir)               # before anything is written
+
+    def build(tmp: Path) -> dict:
+        (tmp / "figures").mkdir(parents=True)
+        copy_assets(tmp)
+        pages = []
+        for nb in progress(notebooks, desc="notebooks -> HTML", unit="nb"):
+            info = export_notebook(nb, tmp / "notebooks" / f"{nb.stem}.html", "../assets")
+            pages.append((f"notebooks/{nb.stem}.html", _notebook_title(nb), info))
+        figures: dict[str, list[str]] = {}
+        stems = {nb.stem[:2]: nb.stem for nb in notebooks}
+        for png in pngs:
+            shutil.copy(png, tmp / "figures" / png.name)
+            prefix = png.stem[:2]
+            group = stems.get(prefix, f"notebook {prefix}") if prefix.isdigit() else "training run"
+            figures.setdefault(group, []).append(f"figures/{png.name}")
+        atomic_write_text(tmp / "index.html", _index_html(f"vqvae-brain report: {run_dir.name}",
+                                                          sections, pages, figures))
+        return {"what": "an offline HTML report made by vqvae_lib.report",
+                "run_dir": str(run_dir.resolve()), "made": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+    return replace_folder(out, build, MANIFEST, **names) / "index.html"
 
 
+@cli
 def main(argv: list[str] | None = None) -> int:
-    """The command line: build the report, print where it is; 1 when there is nothing to show.
+    """The command line: build the report (holding the run folder's lock), print where it is;
+    1 when there is nothing to show, 2 after a mistake (one line).
 
     Args:
         argv: the arguments (default ``sys.argv[1:]``).
@@ -281,9 +339,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="output folder (default <run-dir>/report)")
     args = ap.parse_args(argv)
     run_dir = Path(args.run_dir) if args.run_dir else repo_root() / "runs" / args.preset
+    if not run_dir.is_dir():
+        print(f"report: {run_dir} does not exist: run the notebooks first (make run-all "
+              "PRESET=<preset>), or pass --run-dir <your run folder>.", file=sys.stderr)
+        return 1
     try:
-        index = build_report(run_dir, args.out)
+        with run_lock(run_dir, "report"):
+            index = build_report(run_dir, args.out)
     except FileNotFoundError as err:
+        if err.filename is not None:      # an OS error on a path: the boundary's one line
+            raise
         print(f"report: {err}", file=sys.stderr)
         return 1
     print(f"report: open {index.resolve()} (reads offline)")

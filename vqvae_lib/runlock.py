@@ -1,7 +1,8 @@
 """One writer per run folder: an advisory lock that the OS releases even after ``kill -9``.
 
-Training, prior training and ``make run-all`` each hold ``<run_dir>/.vqvae.lock`` while they
-write there::
+Training, prior training, ``make run-all`` and the ``evaluate``, ``predict`` and ``report``
+commands each hold ``<run_dir>/.vqvae.lock`` while they write there (at the entry layer: the
+library functions a notebook calls take no lock, the notebook runs under ``run-all``'s)::
 
     with run_lock(run_dir, "training"):
         ...                              # a second writer fails at once, naming this process

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .config_checks import check_device
 from .errors import ConfigError
 
 __all__ = ["PRECISIONS", "pick_device", "seed_everything", "cpu_has_bf16", "autocast_dtype",
@@ -55,7 +56,13 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
 
 
 def pick_device(requested: str = "auto") -> torch.device:
-    """``auto`` picks CUDA, then Apple MPS, then CPU; anything else is taken as given."""
+    """``auto`` picks CUDA, then Apple MPS, then CPU; ``cpu``, ``cuda``, ``cuda:N`` and ``mps``
+    are taken as given; anything else is a ConfigError ("device must be auto, cpu, ...").
+
+    Args:
+        requested: the device name.
+    """
+    check_device(requested or "auto")
     if requested and requested != "auto":
         if requested.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError("device='cuda' was requested but no CUDA GPU is visible; use "

@@ -15,8 +15,10 @@ pairing rule is in :mod:`vqvae_lib.data.volume_pairs`, the slicing and intensity
     OUT/keras_png_slices_data/keras_png_slices_seg_{train,validate,test}/seg_<id>_slice_<n>.nii.png
 
 Subjects are split 80/10/10 with the loader's own :func:`~vqvae_lib.data.files.split_subjects`,
-so no subject is in two splits. The folder is written under a temporary name and renamed
-when complete. A bad input stops with one line naming the file and the fix (exit code 2).
+so no subject is in two splits. The folder is written under a temporary name and swapped in
+when complete (:func:`vqvae_lib.folders.replace_folder`): ``OUT`` may never be ``SRC``, hold it
+or lie inside it, and ``--force`` replaces only an earlier output of this command. A bad input
+stops with one line naming the file or option and the fix (exit code 2).
 """
 
 from __future__ import annotations
@@ -24,14 +26,15 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
-import shutil
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from ..common import MASK_LEGEND, progress, publish_folder, quiet
-from ..errors import DataError
+from ..common import MASK_LEGEND, progress, quiet
+from ..config_checks import MAX_IMAGE_SIZE, check_count
+from ..errors import ConfigError, DataError, cli
+from ..folders import check_replaceable, replace_folder
 from ..paths import repo_root
 from .anatomy import load_template
 from .files import split_subjects
@@ -41,6 +44,8 @@ from .volumes import FOV_MM, N_SLICES, Z_RANGE, cut_slices, read_volume
 __all__ = ["MANIFEST", "convert", "convert_subject", "example_volumes", "main"]
 
 MANIFEST = "slices_manifest.json"
+COMMAND = "vqvae_lib.slices"
+WHAT = "a slice folder made by vqvae_lib.slices"
 LAYOUT = "keras_png_slices_data"
 SPLITS = ("train", "validate", "test")
 
@@ -79,6 +84,26 @@ def convert_subject(job: dict) -> dict:
             "tissue_fractions": tissue, **info}
 
 
+def check_conversion(size: int, n_slices: int, z_range, fov_mm: float, workers) -> None:
+    """Every option of :func:`convert` in range, before any work (a ConfigError names it).
+
+    Args:
+        size: ``--size``.
+        n_slices: ``--slices``.
+        z_range: ``--z-range``.
+        fov_mm: ``--fov-mm``.
+        workers: ``--workers`` (None: the default).
+    """
+    check_count("--size", size, 8, MAX_IMAGE_SIZE)
+    check_count("--slices", n_slices, 1, 1000)
+    if workers is not None:
+        check_count("--workers", workers, 1, 256)
+    if not 0 <= z_range[0] < z_range[1] <= 1:
+        raise ConfigError(f"--z-range {tuple(z_range)} must be two fractions 0 <= LOW < HIGH <= 1")
+    if not 0 < fov_mm <= 1000:
+        raise ConfigError(f"--fov-mm must be a length in mm in (0, 1000], got {fov_mm!r}")
+
+
 def _init_worker():
     import torch
 
@@ -93,7 +118,9 @@ def convert(src, out, size: int = 256, n_slices: int = N_SLICES, z_range=Z_RANGE
 
     Args:
         src: folder of T1 volumes (and label volumes), searched recursively.
-        out: output folder; must be absent or empty unless ``force``.
+        out: output folder: absent, empty, or (with ``force``) an earlier output of this
+            command holding only the files it made; never the source, a folder holding it or
+            inside it, a run folder, the repository, the home folder or a filesystem root.
         size: output pixels per side (256: 1 mm pixels over ``fov_mm`` = 256 mm, like OASIS).
         n_slices: axial slices per subject.
         z_range: (low, high) fractions of the brain's inferior-superior extent.
@@ -102,19 +129,17 @@ def convert(src, out, size: int = 256, n_slices: int = N_SLICES, z_range=Z_RANGE
         table: label table, ``"auto"``, ``"freesurfer"`` or ``"tissue"``.
         masks: write masks (False: images only, label volumes ignored).
         workers: processes (default ``min(2, CPUs)``).
-        force: replace an existing non-empty ``out``.
+        force: replace an earlier output of this command (swapped in when complete).
         verbose: print a progress bar and a summary line.
 
     Raises:
-        DataError: bad input (named in the message), or ``out`` exists and is not empty.
+        DataError: bad input (named in the message).
+        OutputFolderError: ``out`` may not be replaced (see :mod:`vqvae_lib.folders`).
+        ConfigError: an option out of range.
     """
     t0 = time.perf_counter()
-    out = Path(out)
-    if not 0 <= z_range[0] < z_range[1] <= 1:
-        raise DataError(f"z_range {tuple(z_range)} must be two fractions 0 <= low < high <= 1.")
-    if out.exists() and any(out.iterdir()) and not force:
-        raise DataError(f"Output folder {out} exists and is not empty. Choose a new folder, or "
-                        "pass --force to replace it.")
+    check_conversion(size, n_slices, z_range, fov_mm, workers)
+    check_replaceable(out, MANIFEST, inputs=[src], force=force, command=COMMAND, what=WHAT)
     subjects = find_subjects(src)
     if masks:
         missing = [s for s in subjects if s.labels is None]
@@ -126,27 +151,28 @@ def convert(src, out, size: int = 256, n_slices: int = N_SLICES, z_range=Z_RANGE
         masks = not missing
     splits = split_subjects([s.id for s in subjects], split_seed)
     split_of = {sid: k for k, ids in splits.items() for sid in ids}
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    root = tmp / LAYOUT
-    for split in SPLITS:
-        (root / f"keras_png_slices_{split}").mkdir(parents=True)
-        if masks:
-            (root / f"keras_png_slices_seg_{split}").mkdir(parents=True)
-    jobs = [dict(subject=s, split=split_of[s.id], root=str(root), size=size, n_slices=n_slices,
-                 z_range=tuple(z_range), fov_mm=fov_mm, table=table, masks=masks)
-            for s in subjects]
-    workers = max(1, min(workers or min(2, os.cpu_count() or 1), len(jobs)))
-    bar = dict(total=len(jobs), desc="subjects", disable=quiet() or not verbose)
-    try:
-        if workers > 1:
+
+    manifest: dict = {}
+
+    def build(tmp: Path) -> dict:
+        root = tmp / LAYOUT
+        for split in SPLITS:
+            (root / f"keras_png_slices_{split}").mkdir(parents=True)
+            if masks:
+                (root / f"keras_png_slices_seg_{split}").mkdir(parents=True)
+        jobs = [dict(subject=s, split=split_of[s.id], root=str(root), size=size, n_slices=n_slices,
+                     z_range=tuple(z_range), fov_mm=fov_mm, table=table, masks=masks)
+                for s in subjects]
+        n_workers = max(1, min(workers or min(2, os.cpu_count() or 1), len(jobs)))
+        bar = dict(total=len(jobs), desc="subjects", disable=quiet() or not verbose)
+        if n_workers > 1:
             method = "fork" if sys.platform.startswith("linux") else "spawn"
-            with ProcessPoolExecutor(workers, mp_context=mp.get_context(method),
+            with ProcessPoolExecutor(n_workers, mp_context=mp.get_context(method),
                                      initializer=_init_worker) as pool:
                 entries = list(progress(pool.map(convert_subject, jobs), **bar))
         else:
             entries = [convert_subject(j) for j in progress(jobs, **bar)]
-        manifest = {
+        manifest.update({
             "what": "axial slices cut from T1 volumes by vqvae_lib.slices",
             "source": str(Path(src).resolve()), "image_size": size, "slices_per_subject": n_slices,
             "z_range_of_brain_extent": list(z_range), "fov_mm": fov_mm,
@@ -157,10 +183,10 @@ def convert(src, out, size: int = 256, n_slices: int = N_SLICES, z_range=Z_RANGE
             "mask_values": MASK_LEGEND if masks else None,
             "split_seed": split_seed, "splits": splits, "subjects": entries,
             "seconds": round(time.perf_counter() - t0, 1),
-        }
-        publish_folder(tmp, out, MANIFEST, manifest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        })
+        return manifest
+
+    replace_folder(out, build, MANIFEST, inputs=[src], force=force, command=COMMAND, what=WHAT)
     if verbose:
         n = {k: len(v) for k, v in splits.items()}
         print(f"slices: wrote {len(subjects) * n_slices} slices of {len(subjects)} subjects "
@@ -203,6 +229,7 @@ def example_volumes(folder) -> Path:
     return folder
 
 
+@cli
 def main(argv=None) -> int:
     """``python -m vqvae_lib.slices SRC OUT``: see the module docstring; 2 on bad input.
 
@@ -223,12 +250,9 @@ def main(argv=None) -> int:
                     help="label table (default: decide by the values)")
     ap.add_argument("--no-masks", action="store_true", help="write images only")
     ap.add_argument("--workers", type=int, default=None, help="processes (default min(2, CPUs))")
-    ap.add_argument("--force", action="store_true", help="replace a non-empty OUT")
+    ap.add_argument("--force", action="store_true",
+                    help="replace an earlier output of this command (only the files it made)")
     a = ap.parse_args(argv)
-    try:
-        convert(a.src, a.out, a.size, a.slices, tuple(a.z_range), a.fov_mm, a.split_seed,
-                a.labels, not a.no_masks, a.workers, a.force)
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    convert(a.src, a.out, a.size, a.slices, tuple(a.z_range), a.fov_mm, a.split_seed,
+            a.labels, not a.no_masks, a.workers, a.force)
     return 0

@@ -33,8 +33,9 @@ Output, in exactly the course layout (``data.py`` reads it like real OASIS)::
         (same for validate and test; subjects split 80/10/10)
 
 Same seed -> same bytes (every subject draws from its own seeded RNG, so the number of
-worker processes does not matter). The folder is written under a temporary name and renamed
-when complete, so an interrupted run never leaves a half-written data set.
+worker processes does not matter). The folder is written under a temporary name and swapped in
+when complete (``vqvae_lib.folders.replace_folder``), so an interrupted run never leaves a
+half-written data set, and ``--force`` never deletes a folder that is not a demo set.
 """
 
 from __future__ import annotations
@@ -43,14 +44,15 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import shutil
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from ..common import MASK_LEGEND, SPLITS, progress, publish_folder, quiet
-from ..errors import DataError, cli
+from ..common import MASK_LEGEND, SPLITS, progress, quiet
+from ..config_checks import check_count
+from ..errors import cli
+from ..folders import check_replaceable, replace_folder
 from ..paths import data_root
 from .anatomy import IMAGE_SIZE, Z_RANGE_MM, load_template, make_subject
 from .files import split_subjects
@@ -58,6 +60,7 @@ from .files import split_subjects
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 MANIFEST = "demo_manifest.json"
 GENERATOR_VERSION = 2                # bump when the images change: older sets are rebuilt
+_NAMES = dict(command="vqvae_lib.demo", option="--out", what="a demo data set")
 
 
 def default_out_dir() -> Path:
@@ -98,13 +101,42 @@ def _init_worker():
     load_template()
 
 
+def check_options(subjects: int, slices: int, seed: int, workers: int | None) -> None:
+    """Every option of :func:`generate` in range, before any work (a ConfigError names it).
+
+    Args:
+        subjects: ``--subjects`` (at least 3: one per split).
+        slices: ``--slices``.
+        seed: ``--seed``.
+        workers: ``--workers`` (None: the default).
+    """
+    check_count("--subjects", subjects, 3, 100_000)
+    check_count("--slices", slices, 1, 1000)
+    check_count("--seed", seed, 0)
+    if workers is not None:
+        check_count("--workers", workers, 1, 256)
+
+
 def generate(out: str | os.PathLike | None = None, subjects: int = 100, slices: int = 24,
              seed: int = 0, workers: int | None = None, force: bool = False,
              verbose: bool = True) -> Path:
     """Write the synthetic data set to ``out`` (default ``data/demo``); return its path.
 
-    If ``out`` already holds a finished demo set it is kept (pass ``force=True`` to rebuild).
+    If ``out`` already holds a finished demo set it is kept (pass ``force=True`` to rebuild; an
+    older generator's set is rebuilt). The new set is built beside ``out`` and swapped in when
+    complete (:func:`vqvae_lib.folders.replace_folder`): a folder that is not a demo set, or
+    holds files the generator did not make, is never deleted, with or without ``force``.
+
+    Args:
+        out: the output folder.
+        subjects: simulated subjects (>= 3: one per split).
+        slices: axial slices per subject.
+        seed: the random seed (same seed, same bytes).
+        workers: processes (default ``min(2, CPUs)``).
+        force: rebuild an existing demo set.
+        verbose: print progress.
     """
+    check_options(subjects, slices, seed, workers)
     out = Path(out) if out else default_out_dir()
     if (out / MANIFEST).is_file() and not force:
         made = json.loads((out / MANIFEST).read_text())
@@ -118,30 +150,24 @@ def generate(out: str | os.PathLike | None = None, subjects: int = 100, slices: 
             print(f"demo data in {out} was made by an older generator "
                   f"(v{made.get('version')} < v{GENERATOR_VERSION}); rebuilding")
         force = True
-    if out.exists() and not force and any(out.iterdir()):
-        raise DataError(f"{out} exists and is not a demo data set (no {MANIFEST}). Choose "
-                        "another --out, or delete the folder first.")
-    if subjects < 3 or slices < 1:
-        raise ValueError("need at least 3 subjects (one per split) and 1 slice")
+    check_replaceable(out, MANIFEST, force=force, **_NAMES)
 
     t0 = time.perf_counter()
     ids = subject_ids(subjects)
     splits = assign_splits(ids, seed)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    root = tmp / "keras_png_slices_data"
-    for split in SPLITS:
-        (root / f"keras_png_slices_{split}").mkdir(parents=True)
-        (root / f"keras_png_slices_seg_{split}").mkdir(parents=True)
     split_of = {sid: split for split, members in splits.items() for sid in members}
-    jobs = [(seed, i, sid, split_of[sid], slices, str(root)) for i, sid in enumerate(ids)]
-
     workers = workers or min(2, os.cpu_count() or 1)
-    if verbose:
-        print(f"demo: simulating {subjects} subjects x {slices} slices from the MNI152 "
-              f"template (seed {seed}, {workers} worker(s)) -> {out}")
-    bar = dict(total=len(jobs), desc="subjects", disable=quiet() or not verbose)
-    try:
+
+    def build(tmp: Path) -> dict:
+        root = tmp / "keras_png_slices_data"
+        for split in SPLITS:
+            (root / f"keras_png_slices_{split}").mkdir(parents=True)
+            (root / f"keras_png_slices_seg_{split}").mkdir(parents=True)
+        jobs = [(seed, i, sid, split_of[sid], slices, str(root)) for i, sid in enumerate(ids)]
+        if verbose:
+            print(f"demo: simulating {subjects} subjects x {slices} slices from the MNI152 "
+                  f"template (seed {seed}, {workers} worker(s)) -> {out}")
+        bar = dict(total=len(jobs), desc="subjects", disable=quiet() or not verbose)
         load_template()  # once in the parent: forked workers share it
         if workers > 1:
             method = "fork" if sys.platform.startswith("linux") else "spawn"
@@ -152,7 +178,7 @@ def generate(out: str | os.PathLike | None = None, subjects: int = 100, slices: 
         else:
             for job in progress(jobs, **bar):
                 _write_subject(job)
-        manifest = {
+        return {
             "what": "SYNTHETIC OASIS-like brain MRI slices (not real subjects)",
             "made_from": "MNI152 2009 T1 template + grey/white-matter probability maps "
                          "shipped with nilearn (Fonov et al., 2011), per-subject random "
@@ -163,9 +189,8 @@ def generate(out: str | os.PathLike | None = None, subjects: int = 100, slices: 
             "z_range_mm": list(Z_RANGE_MM), "mask_values": MASK_LEGEND,
             "splits": splits,
         }
-        publish_folder(tmp, out, MANIFEST, manifest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    replace_folder(out, build, MANIFEST, force=force, **_NAMES)
     if verbose:
         per_split = "/".join(str(len(splits[name])) for name in SPLITS)
         print(f"demo: wrote {subjects * slices} slices ({per_split} subjects train/validate/test) "
@@ -186,7 +211,8 @@ def main(argv=None) -> int:
     ap.add_argument("--slices", type=int, default=24, help="axial slices per subject")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=None, help="processes (default: min(2, CPUs))")
-    ap.add_argument("--force", action="store_true", help="rebuild even if the folder exists")
+    ap.add_argument("--force", action="store_true",
+                    help="rebuild an existing demo set (a folder of other files is never deleted)")
     ap.add_argument("--if-missing", action="store_true", help=argparse.SUPPRESS)  # the default
     a = ap.parse_args(argv)
     generate(a.out, a.subjects, a.slices, a.seed, a.workers, a.force)

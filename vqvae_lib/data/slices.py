@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..common import SPLITS
+from ..common import SPLITS, evenly_spaced
 from ..errors import DataError
 from ..paths import data_root, default_cache_dir
 from .cache import load_array
@@ -61,6 +61,7 @@ class SliceSet:
     source: str                 # "oasis" | "demo" | "custom"
     root: Path
     cache_hit: bool = False     # True when the arrays came from data/cache
+    n_in_split: int = 0         # slices in the whole split (more than len() when capped)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -153,16 +154,38 @@ def resolve_data_dir(data_dir=None) -> tuple[Path, str]:
     return root, "custom"
 
 
+def split_exists(split: str, data_dir=None) -> bool:
+    """True when the data folder has ``split`` (always for a plain folder of PNGs, which is
+    split by subject); a folder may hold only the split that is asked for.
+
+    Args:
+        split: ``"train"``, ``"validate"`` or ``"test"``.
+        data_dir: the data folder (see :func:`resolve_data_dir`).
+    """
+    root, source = resolve_data_dir(data_dir)
+    return source == "custom" or (root / f"keras_png_slices_{split}").exists()
+
+
 # ----------------------------------------------------------------------------------------
 # Public loaders
 # ----------------------------------------------------------------------------------------
 def load_split(split: str, data_dir=None, size=None, masks: bool = True, cache_dir=None,
-               verbose: bool = True, use_cache: bool = True) -> SliceSet:
+               verbose: bool = True, use_cache: bool = True, limit: int = 0) -> SliceSet:
     """Load one split as a :class:`SliceSet` (decoding PNGs only when the cache is stale).
 
-    ``size``: an int (square) or (H, W) to resize to, e.g. 128 on CPU; None keeps 256x256.
-    ``masks``: also load the tissue masks (None in the result if the split has none).
     Prints one line ``data: <split> ...`` saying what was loaded, from where, and the source.
+
+    Args:
+        split: ``"train"``, ``"validate"`` or ``"test"``.
+        data_dir: the data folder (see :func:`resolve_data_dir`).
+        size: an int (square) or (H, W) to resize to, e.g. 128 on CPU; None keeps 256x256.
+        masks: also load the tissue masks (None in the result if the split has none).
+        cache_dir: the cache folder (default ``data/cache``).
+        verbose: print the summary line.
+        use_cache: read and write the cache.
+        limit: keep only ``limit`` evenly spaced slices (every subject, every depth), chosen
+            from the file list **before** any PNG is decoded or resized (``max_train_images``,
+            ``max_eval_images``); 0 keeps all. ``n_in_split`` still counts the whole split.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -171,6 +194,11 @@ def load_split(split: str, data_dir=None, size=None, masks: bool = True, cache_d
     size = as_size(size) if size else None
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     image_paths, mask_paths = list_split(root, split, source, masks=masks)
+    n_in_split = len(image_paths)
+    if limit and limit < n_in_split:
+        keep = evenly_spaced(n_in_split, limit)
+        image_paths = [image_paths[i] for i in keep]
+        mask_paths = None if mask_paths is None else [mask_paths[i] for i in keep]
     images, hit, img_shapes = load_array("images", split, root, image_paths, size, cache_dir,
                                           use_cache, verbose)
     labels = None
@@ -188,12 +216,13 @@ def load_split(split: str, data_dir=None, size=None, masks: bool = True, cache_d
     out = SliceSet(images=images, masks=labels, subjects=np.array(subjects),
                    slice_index=np.array(slices, dtype=np.int64),
                    paths=[str(p) for p in image_paths], split=split, source=source, root=root,
-                   cache_hit=hit)
+                   cache_hit=hit, n_in_split=n_in_split)
     if verbose:
         what = {"demo": "synthetic demo subjects", "oasis": "OASIS layout",
                 "custom": "plain PNG folder, split by subject"}[source]
         how = "cache" if hit else f"decoded in {time.perf_counter() - t0:.1f} s, cached"
-        print(f"data: {split}: {len(out)} slices of {out.n_subjects} subjects, "
+        cap = f" (capped, of {n_in_split})" if len(out) < n_in_split else ""
+        print(f"data: {split}: {len(out)} slices{cap} of {out.n_subjects} subjects, "
               f"{out.size[0]}x{out.size[1]}{' + masks' if labels is not None else ''} "
               f"from {root} ({source}: {what}) [{how}]")
     return out

@@ -12,6 +12,7 @@ split, so they span subjects and depths instead of being the first few of one su
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -19,10 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from ..checkpoint import run_dir_of_checkpoint
-from ..errors import CheckpointError, cli
+from ..config_checks import check_count, check_device
+from ..errors import cli
 from ..paths import figure_dir
 from .figures import plot_predictions
-from .score import evaluate_checkpoint
+from .score import evaluate_checkpoint, run_folder_lock
+
+MAX_SHOWN = 64
+"""The most slices one predict figure shows."""
 
 
 def choose_examples(n_total: int, n: int) -> np.ndarray:
@@ -34,7 +39,22 @@ def predict(checkpoint: str | os.PathLike, split: str = "test", n: int = 8,
             data_dir: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
             device: str = "auto", max_images: int | None = None, batch_size: int = 64,
             cache_dir: str | os.PathLike | None = None) -> Path:
-    """Save originals vs reconstructions for ``n`` slices of ``split``; return the PNG's path."""
+    """Save originals vs reconstructions for ``n`` slices of ``split``; return the PNG's path.
+
+    Takes no lock (the CLI does, see :func:`~vqvae_lib.evaluate.score.run_folder_lock`).
+
+    Args:
+        checkpoint: the ``.pt`` file.
+        split: the split shown.
+        n: how many slices (1..``MAX_SHOWN``).
+        data_dir: the data folder.
+        out: the PNG (default ``<run>/figures/predict_<split>.png``).
+        device: auto, cpu, cuda, cuda:N or mps.
+        max_images: cap the scored split (None: the config's ``max_eval_images``).
+        batch_size: images per forward pass.
+        cache_dir: the loader's cache folder.
+    """
+    check_count("n", n, 1, MAX_SHOWN)
     import matplotlib
 
     if "ipykernel" not in sys.modules:
@@ -59,20 +79,28 @@ def predict(checkpoint: str | os.PathLike, split: str = "test", n: int = 8,
 
 @cli
 def main(argv: list[str] | None = None) -> int:
+    """``python -m vqvae_lib.predict``: options checked first, then drawn under the run lock
+    (when the figure goes into the run folder).
+
+    Args:
+        argv: the arguments (default ``sys.argv[1:]``).
+    """
     ap = argparse.ArgumentParser(prog="python -m vqvae_lib.predict", description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", required=True, help="e.g. runs/cpu/checkpoints/best.pt")
     ap.add_argument("--split", default="test", choices=("train", "validate", "test"))
-    ap.add_argument("--n", type=int, default=8, help="how many slices to show")
+    ap.add_argument("--n", type=int, default=8, help=f"how many slices to show (1..{MAX_SHOWN})")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--out", default=None, help="PNG path (default: <run>/figures/predict_<split>.png)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--max-images", type=int, default=None)
     args = ap.parse_args(argv)
-    try:
+    check_count("--n", args.n, 1, MAX_SHOWN)
+    if args.max_images is not None:
+        check_count("--max-images", args.max_images, 0)
+    check_device(args.device, "--device")
+    lock = run_folder_lock(args.checkpoint, "predict") if args.out is None else contextlib.nullcontext()
+    with lock:
         path = predict(args.checkpoint, args.split, args.n, args.data_dir, args.out,
                        device=args.device, max_images=args.max_images)
-    except (CheckpointError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     print(f"wrote {path}")
     return 0

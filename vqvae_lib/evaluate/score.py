@@ -28,13 +28,12 @@ tissue and by position in ``breakdown.py``; JPEG/WebP/JPEG 2000/AVIF in ``codecs
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
-import dataclasses
 import io
 import json
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,17 +44,19 @@ import torch
 
 from .. import metrics as M
 from ..checkpoint import load_model, run_dir_of_checkpoint
-from ..common import atomic_write_text, evenly_spaced
-from ..data.slices import load_split
-from ..errors import CheckpointError, cli
+from ..common import atomic_write_text
+from ..config_checks import check_count, check_device
+from ..data.slices import load_split, split_exists
+from ..errors import cli
 from ..model.inference import encode, reconstruct
+from ..runlock import run_lock
 from ..runtime import pick_device
 from .per_image import bootstrap_mean_interval, score_images, summary_stats
 from .rates import RATE_LABELS, histogram_bits
 
 __all__ = ["SSIM_TARGET", "Evaluation", "score_images", "summary_stats", "bootstrap_mean_interval",
            "evaluate_model", "training_codes", "write_results", "evaluate_checkpoint", "evaluate",
-           "format_summary", "main"]
+           "format_summary", "run_folder_lock", "main"]
 
 MAX_TRAIN_SLICES_FOR_RATE = 2048   # training slices encoded for the code histogram
 
@@ -83,23 +84,11 @@ class Evaluation:
     files: dict[str, Path] = field(default_factory=dict)
 
 
-def _subset(slices, max_images: int):
-    """Evenly spaced ``max_images`` slices of a split (all subjects, all depths), or all."""
-    n = len(slices.images)
-    if not max_images or max_images >= n:
-        return slices
-    idx = evenly_spaced(n, max_images)
-    return dataclasses.replace(
-        slices, images=slices.images[idx],
-        masks=None if slices.masks is None else slices.masks[idx],
-        subjects=np.asarray(slices.subjects)[idx], slice_index=np.asarray(slices.slice_index)[idx],
-        paths=[slices.paths[i] for i in idx])
-
-
 def training_codes(model, cfg, data_dir=None, batch_size: int = 64, device="cpu",
-                   cache_dir=None, max_slices: int = MAX_TRAIN_SLICES_FOR_RATE) -> torch.Tensor:
+                   cache_dir=None, max_slices: int = MAX_TRAIN_SLICES_FOR_RATE) -> torch.Tensor | None:
     """Codes of (up to ``max_slices`` evenly spaced) training slices: the code table an entropy
-    coder may know in advance.
+    coder may know in advance; None when the data folder has no training split (scoring a model
+    on new data needs only the split that is scored: the achievable rate is then left out).
 
     Args:
         model: the VQ-VAE.
@@ -110,10 +99,12 @@ def training_codes(model, cfg, data_dir=None, batch_size: int = 64, device="cpu"
         cache_dir: the loader's cache folder.
         max_slices: at most this many training slices.
     """
+    if not split_exists("train", data_dir):
+        return None
+    cap = min(cfg.max_train_images or max_slices, max_slices)
     train = load_split("train", data_dir, size=cfg.image_size, masks=False, cache_dir=cache_dir,
-                       verbose=False)
-    idx = evenly_spaced(len(train.images), min(cfg.max_train_images or max_slices, max_slices))
-    return encode(model, torch.from_numpy(train.images[idx])[:, None], batch_size, device)
+                       verbose=False, limit=cap)                 # capped before decoding
+    return encode(model, torch.from_numpy(train.images)[:, None], batch_size, device)
 
 
 def evaluate_model(model, cfg, slices, batch_size: int = 64,
@@ -196,23 +187,37 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, split: str = "test",
     """Load ``checkpoint``, score ``split`` at the model's resolution, write the metrics files.
 
     ``max_images=None`` follows the checkpoint config's ``max_eval_images`` (0 = all images);
-    files go to ``out_dir`` or the checkpoint's run folder; ``cache_dir`` is passed to
-    ``data.load_split`` (default ``data/cache``).
+    the cap is applied to the file list before decoding. Files go to ``out_dir`` or the
+    checkpoint's run folder; ``cache_dir`` is passed to ``data.load_split`` (default
+    ``data/cache``). The data folder needs only ``split`` (without a training split the
+    achievable rate is left out). This library function takes no lock: the CLI (:func:`main`)
+    holds the run folder's lock; a notebook runs under ``make run-all``'s.
+
+    Args:
+        checkpoint: the ``.pt`` file.
+        split: the split to score.
+        data_dir: the data folder.
+        out_dir: where to write the metrics files (default the checkpoint's run folder).
+        batch_size: images per forward pass.
+        device: auto, cpu, cuda, cuda:N or mps.
+        max_images: cap the split (None: the config's ``max_eval_images``; 0: all).
+        write: write the metrics files.
+        verbose: print the summary.
+        cache_dir: the loader's cache folder.
     """
     t0 = time.time()
     dev = pick_device(device)
     model, cfg, ckpt = load_model(checkpoint, device=dev)   # fail fast, before the data
 
-    full = load_split(split, data_dir, size=cfg.image_size, masks=True, cache_dir=cache_dir,
-                      verbose=verbose)
     cap = cfg.max_eval_images if max_images is None else max_images
-    slices = _subset(full, cap)
+    slices = load_split(split, data_dir, size=cfg.image_size, masks=True, cache_dir=cache_dir,
+                        verbose=verbose, limit=cap)
     train_codes = training_codes(model, cfg, data_dir, batch_size, dev, cache_dir)
     ev = evaluate_model(model, cfg, slices, batch_size=batch_size, device=dev,
                         train_codes=train_codes)
     ev.metrics.update({
-        "n_images_in_split": int(len(full.images)),
-        "subset": len(slices.images) < len(full.images),
+        "n_images_in_split": int(slices.n_in_split),
+        "subset": len(slices.images) < slices.n_in_split,
         "checkpoint": str(Path(checkpoint).resolve()),
         "checkpoint_epoch": ckpt.get("epoch") if isinstance(ckpt, dict) else None,
         "checkpoint_step": ckpt.get("step") if isinstance(ckpt, dict) else None,
@@ -256,8 +261,32 @@ def format_summary(m: dict[str, Any]) -> str:
     ])
 
 
+def run_folder_lock(checkpoint: str | os.PathLike, what: str,
+                    folder: str | os.PathLike | None = None):
+    """The lock of the folder a CLI writes into (default the checkpoint's run folder), so that
+    ``evaluate``/``predict`` never write while a training (or another writer) does.
+
+    No lock when the checkpoint is absent: loading it then fails with a clear message before
+    anything is written. Library functions take no lock (a notebook runs under ``make
+    run-all``'s); the CLIs do.
+
+    Args:
+        checkpoint: the checkpoint the CLI reads.
+        what: what the CLI does, shown to a refused second writer (e.g. ``"evaluation"``).
+        folder: the folder written (default the checkpoint's run folder).
+    """
+    if not Path(checkpoint).is_file():
+        return contextlib.nullcontext()
+    return run_lock(folder or run_dir_of_checkpoint(checkpoint), what)
+
+
 @cli
 def main(argv: list[str] | None = None) -> int:
+    """``python -m vqvae_lib.evaluate``: options checked first, then scored under the run lock.
+
+    Args:
+        argv: the arguments (default ``sys.argv[1:]``).
+    """
     ap = argparse.ArgumentParser(prog="python -m vqvae_lib.evaluate", description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", required=True, help="e.g. runs/cpu/checkpoints/best.pt")
     ap.add_argument("--split", default="test", choices=("train", "validate", "test"))
@@ -268,10 +297,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-images", type=int, default=None,
                     help="cap the split (default: the checkpoint config's max_eval_images; 0 = all)")
     args = ap.parse_args(argv)
-    try:
+    check_count("--batch-size", args.batch_size, 1, 4096)
+    if args.max_images is not None:
+        check_count("--max-images", args.max_images, 0)
+    check_device(args.device, "--device")
+    with run_folder_lock(args.checkpoint, "evaluation", args.out_dir):
         evaluate_checkpoint(args.checkpoint, args.split, args.data_dir, args.out_dir,
                             args.batch_size, device=args.device, max_images=args.max_images)
-    except (CheckpointError, ValueError) as err:  # DataError is a ValueError
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     return 0

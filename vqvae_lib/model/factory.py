@@ -9,11 +9,12 @@ import math
 
 from torch import nn
 
+from ..errors import ConfigError
 from .fsq import FSQ, fsq_levels_for
 from .quantizers import VectorQuantizer, VectorQuantizerEMA
-from .rvq import ResidualVQ
+from .rvq import ResidualVQ, stage_size
 
-__all__ = ["QUANTIZERS", "build_quantizer", "fsq_levels", "bits_per_cell"]
+__all__ = ["QUANTIZERS", "build_quantizer", "check_quantizer", "fsq_levels", "bits_per_cell"]
 
 QUANTIZERS = ("loss", "ema", "fsq", "rvq")
 
@@ -31,6 +32,23 @@ def fsq_levels(cfg) -> tuple[int, ...]:
             f"fsq_levels={levels} give {math.prod(levels)} codes but codebook_size is "
             f"{cfg.codebook_size}: set codebook_size={math.prod(levels)} (or other levels).")
     return levels
+
+
+def check_quantizer(cfg):
+    """``cfg`` if its quantizer can share ``codebook_size`` (FSQ levels, RVQ stages), else a
+    ConfigError saying what to set: a CLI calls it before any data is read.
+
+    Args:
+        cfg: a :class:`~vqvae_lib.config.Config`.
+    """
+    try:
+        if cfg.quantizer == "fsq":
+            fsq_levels(cfg)
+        elif cfg.quantizer == "rvq":
+            stage_size(cfg.codebook_size, cfg.rvq_stages)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    return cfg
 
 
 def bits_per_cell(cfg) -> float:

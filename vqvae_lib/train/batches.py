@@ -50,8 +50,10 @@ def load_train_data(cfg, data_dir=None, device: torch.device | str = "cpu",
         device: where the uint8 arrays live (MPS keeps them on the CPU).
         verbose: print one line per split.
     """
-    train = load_split("train", data_dir, size=cfg.image_size, masks=False, verbose=verbose)
-    val = load_split("validate", data_dir, size=cfg.image_size, masks=False, verbose=verbose)
+    train = load_split("train", data_dir, size=cfg.image_size, masks=False, verbose=verbose,
+                       limit=cfg.max_train_images)          # capped before decoding
+    val = load_split("validate", data_dir, size=cfg.image_size, masks=False, verbose=verbose,
+                     limit=cfg.max_eval_images)
     shared = subject_overlap({"train": train, "validate": val})[("train", "validate")]
     if shared:
         warnings.warn(f"data: {len(shared)} subject(s) are in both train and validate (e.g. "

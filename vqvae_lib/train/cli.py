@@ -15,6 +15,7 @@ import os
 
 from ..config import get_config
 from ..errors import cli
+from ..model.factory import check_quantizer
 from .distributed import shutdown
 from .run import train
 
@@ -64,7 +65,7 @@ def main(argv: list[str]) -> int:
     args, overrides = parse_cli(argv)
     if args.quiet:
         os.environ["VQVAE_QUIET"] = "1"
-    cfg = get_config(args.preset, **overrides)           # a ConfigError names a bad field
+    cfg = check_quantizer(get_config(args.preset, **overrides))   # a ConfigError names a bad field
     data_dir = os.path.abspath(os.path.expanduser(args.data_dir)) if args.data_dir else None
     run_dir = os.path.abspath(os.path.expanduser(args.run_dir)) if args.run_dir else None
     try:

@@ -2,10 +2,13 @@
 
 A new run (not ``--resume``) deletes nothing when it starts. When it writes its *first*
 checkpoint, the previous run's files are handed over to ``checkpoints/previous/``: ``best.pt`` is
-hard-linked there (copied where links are impossible) and stays in place, ``last.pt`` and
-``history.json`` move there. So until the new run has saved a valid, finite ``best.pt`` (at the
-end of its first epoch), ``checkpoints/best.pt`` is still the previous model, whatever happens to
-the new run (NaN, Ctrl-C, ``kill -9``, a full disk); afterwards ``previous/`` still holds it.
+hard-linked there (copied where links are impossible) and stays in place; ``last.pt``,
+``history.json`` and ``history.csv`` move there together, so the top-level history never
+describes another run than ``last.pt`` (until the new run's first epoch ends there is none; a
+resume reads the history from ``last.pt`` itself). So until the new run has saved a valid,
+finite ``best.pt`` (at the end of its first epoch), ``checkpoints/best.pt`` is still the
+previous model, whatever happens to the new run (NaN, Ctrl-C, ``kill -9``, a full disk);
+afterwards ``previous/`` still holds it.
 Notebooks and CLIs keep finding "the trained model" at ``checkpoints/best.pt``. Every file is
 written atomically (temp file + fsync + rename + folder fsync, mode 0644).
 """
@@ -58,11 +61,14 @@ def keep_previous(ckdir: str | os.PathLike) -> Path | None:
     prev.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(prev, "best.pt")
     _link_or_copy(best, prev / "best.pt")
+    for name in ("history.json", "history.csv"):       # stale copies of an older hand-over
+        with contextlib.suppress(FileNotFoundError):
+            (prev / name).unlink()
     if (ckdir / "last.pt").is_file():
         os.replace(ckdir / "last.pt", prev / "last.pt")
-    history = ckdir.parent / "history.json"
-    if history.is_file():
-        _link_or_copy(history, prev / "history.json")
+    for name in ("history.json", "history.csv"):        # with last.pt: the history of that run
+        if (ckdir.parent / name).is_file():
+            os.replace(ckdir.parent / name, prev / name)
     return prev
 
 
