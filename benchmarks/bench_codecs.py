@@ -94,7 +94,7 @@ def bench_codecs(run_dir: Path, data_dir) -> dict:
                           "prior_note": note}, comparison=rows,
                    verdict=RQ.verdict(rows) + RQ.verdict(rows, "psnr"))
     else:
-        out["vqvae"] = f"no trained model at {ckpt}: run `make run-all` first for the VQ-VAE rows"
+        out["vqvae"] = "no trained model in the run folder: run `make run-all` first for the VQ-VAE rows"
     out["seconds_total"] = time.perf_counter() - t0
     return out
 

@@ -186,7 +186,7 @@ def main(argv=None) -> int:
     gen.update(subjects=made["subjects"], slices=made["subjects"] * made["slices_per_subject"],
                png_mb=round(sum(f.stat().st_size for f in data.rglob("*.png")) / 2**20, 1))
     info = machine()
-    results = {"machine": info, "data": str(data), "generate": gen,
+    results = {"machine": info, "data": f"an OASIS-sized synthetic set ({args.subjects} subjects x {args.slices} slices) in a scratch folder", "generate": gen,
                "load": _child("load", args),
                "train": [_child("train", args, preset=p) for p in ("cpu", "gpu")],
                "evaluate_544_at_256": _child("eval", args)}
