@@ -18,7 +18,7 @@ OUT    ?= data/mine
 
 RUN_ARGS := --preset $(PRESET) --seed $(SEED) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(RUN_DIR),--run-dir $(RUN_DIR))
 
-.PHONY: help setup data slices run-all report test test-fast test-browser lint lab bench bench-codecs bench-data clean clean-all
+.PHONY: help setup data slices run-all report test test-fast test-browser lint lab bench bench-precision bench-prior bench-codecs bench-data clean clean-all
 
 help:
 	@sed -n '1,6p' Makefile
@@ -64,8 +64,18 @@ lint: setup
 lab: setup data
 	$(VENV)/bin/jupyter lab notebooks
 
+# the reference recipe vs the cpu preset (benchmarks/results.json), then fp32 vs bf16 (precision.json)
 bench: setup data
 	$(PY) benchmarks/bench.py --minutes $(BENCH_MINUTES)
+	$(PY) benchmarks/bench_precision.py
+
+bench-precision: setup data
+	$(PY) benchmarks/bench_precision.py
+
+# the main-line priors at equal minutes, and realism against prior minutes (needs runs/$(PRESET))
+bench-prior: setup data
+	$(PY) benchmarks/prior_compare.py --run-dir runs/$(PRESET) --options pixelcnn transformer --minutes 2 --seeds 0 1 2 --out benchmarks/prior_compare.json
+	$(PY) benchmarks/prior_compare.py --run-dir runs/$(PRESET) --options pixelcnn --minutes 2 4 8 16 32 --out benchmarks/prior_minutes.json --sheet benchmarks/prior_minutes.png
 
 # Quantizers (notebook 04's experiment) and codecs (notebook 05's sweep, whole test split):
 # benchmarks/quantizers.json, benchmarks/codecs.json (VQ-VAE rows need runs/$(PRESET) from run-all).

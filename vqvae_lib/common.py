@@ -8,6 +8,7 @@ means or what colour white matter has.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path

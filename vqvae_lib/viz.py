@@ -7,7 +7,9 @@ or float (0..1). Slices are shown as stored: the front of the head at the left.
 
 from __future__ import annotations
 
+import inspect
 import os
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +21,8 @@ from .common import TISSUE_COLORS, TISSUE_NAMES
 from .paths import figure_dir
 
 __all__ = ["to_images", "save_figure", "show", "image_grid", "image_rows", "mask_to_rgba",
-           "tissue_legend", "tissue_colormap", "show_image", "figure_png"]
+           "tissue_legend", "tissue_colormap", "show_image", "figure_png", "source_of",
+           "show_source"]
 
 
 def to_images(x) -> np.ndarray:
@@ -71,6 +74,31 @@ def show(fig: Figure, run_dir: str | os.PathLike, name: str, dpi: int = 110) -> 
 
     plt.close(fig)
     return path
+
+
+def source_of(*objects) -> str:
+    """The source code of library functions, classes or methods, as the installed library has
+    it (so the code a notebook explains and the code that runs cannot drift apart).
+
+    Args:
+        *objects: functions, classes or methods.
+    """
+    return "\n\n".join(textwrap.dedent(inspect.getsource(o)).rstrip() for o in objects)
+
+
+def show_source(*objects) -> None:
+    """Display :func:`source_of` as a highlighted code block in a notebook (printed elsewhere).
+
+    Args:
+        *objects: functions, classes or methods.
+    """
+    text = source_of(*objects)
+    try:
+        from IPython.display import Markdown, display
+
+        display(Markdown(f"```python\n{text}\n```"))
+    except ImportError:
+        print(text)
 
 
 def figure_png(fig: Figure, dpi: int = 100) -> bytes:

@@ -41,8 +41,8 @@ from ..train.budget import warmup_cosine
 from .codes import all_codes, condition_labels, split_codes
 from .store import PRIOR_CHECKPOINT_KIND, build_prior, load_prior, prior_kind_of, vqvae_reference
 
-__all__ = ["PriorRun", "train_prior", "fit_prior", "train_or_load_prior", "prior_fields",
-           "baseline_bits", "evaluate_bits"]
+__all__ = ["PriorRun", "prior_step", "train_prior", "fit_prior", "train_or_load_prior",
+           "prior_fields", "baseline_bits", "evaluate_bits"]
 
 RUN_FILES = ("best.pt", "last.pt", "metrics.json", "history.json")
 """The files of one prior in ``prior/`` (and in ``prior/candidate/``, ``prior/previous/``)."""
@@ -81,6 +81,29 @@ def evaluate_bits(prior, codes: torch.Tensor, labels=None, batch_size: int = 64,
         y = None if labels is None else labels[i:i + batch_size].to(device)
         total += float(prior.nll_bits(codes[i:i + batch_size].to(device), y).sum())
     return total / max(len(codes), 1)
+
+
+def prior_step(prior, opt, x: torch.Tensor, y, lr: float, amp=None) -> float:
+    """One optimiser step of the prior on a batch of code grids ``x`` (B, h, w); returns the
+    loss, the mean negative log-likelihood in bits per cell.
+
+    Args:
+        prior: the prior (training mode).
+        opt: its optimiser.
+        x: (B, h, w) code grids, on the prior's device.
+        y: (B,) slice-position classes, or None.
+        lr: this step's learning rate.
+        amp: the autocast dtype (``torch.bfloat16`` where native) or None for fp32.
+    """
+    for g in opt.param_groups:
+        g["lr"] = lr
+    with autocast(x.device, amp):              # bf16 matrix work where the hardware has it
+        loss = prior.training_loss(x, y)       # cross-entropy of every true code, in fp32
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(prior.parameters(), 1.0)
+    opt.step()
+    return loss.item()
 
 
 @dataclass
@@ -184,16 +207,9 @@ def fit_prior(checkpoint, data_dir=None, run_dir=None, device=None, verbose: boo
             x = train_codes[idx].to(device)                             # (B, h, w) codes
             y = None if labels["train"] is None else labels["train"][idx].to(device)
             spent = max(step / total_steps, (time.perf_counter() - t0) / budget if budget else 0)
-            for g in opt.param_groups:
-                g["lr"] = cfg.prior_lr * warmup_cosine(step, cfg.prior_warmup_steps, spent)
-            with autocast(device, amp):                                 # bf16 matmuls if native
-                loss = prior.training_loss(x, y)                        # mean bits per cell, fp32
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(prior.parameters(), 1.0)
-            opt.step()
+            lr = cfg.prior_lr * warmup_cosine(step, cfg.prior_warmup_steps, spent)
+            running.append(prior_step(prior, opt, x, y, lr, amp))
             step += 1
-            running.append(loss.item())
             if step % 5 == 0 or b == steps_per_epoch - 1:
                 history["train"].append({"step": step, "bits": float(np.mean(running[-5:]))})
                 bar.set_postfix(bits=f"{history['train'][-1]['bits']:.3f}")
