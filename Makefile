@@ -2,7 +2,8 @@
 #   make run-all   # set up .venv, build the demo data if needed, execute every notebook
 #   make test      # set up .venv, build the demo data if needed, run the test suite
 # Variables: PRESET (smoke | cpu | gpu | reference; default cpu), DATA_DIR (default:
-# $VQVAE_DATA_DIR, else data/oasis if present, else data/demo), RUN_DIR (default runs/<preset>).
+# $VQVAE_DATA_DIR, else data/oasis if present, else data/demo), RUN_DIR (default runs/<preset>),
+# PRIOR_MINUTES (notebook 06's prior budget; default: the preset's).
 #   make slices SRC=<folder of T1 volumes> OUT=data/mine && make run-all DATA_DIR=data/mine
 
 PYTHON ?= python3
@@ -16,12 +17,14 @@ BENCH_MINUTES ?= 8
 SRC    ?=
 OUT    ?= data/mine
 
-RUN_ARGS := --preset $(PRESET) --seed $(SEED) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(RUN_DIR),--run-dir $(RUN_DIR))
+PRIOR_MINUTES ?=
+
+RUN_ARGS := --preset $(PRESET) --seed $(SEED) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(PRIOR_MINUTES),--prior-minutes $(PRIOR_MINUTES))
 
 .PHONY: help setup data slices run-all report test test-fast test-browser lint lab bench bench-precision bench-prior bench-codecs bench-data clean clean-all
 
 help:
-	@sed -n '1,6p' Makefile
+	@sed -n '1,7p' Makefile
 
 # The stamp is rebuilt whenever pyproject.toml changes, so `setup` also refreshes .venv.
 $(VENV)/.installed: pyproject.toml

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The `gpu` preset end to end on one GPU, on the demo data: VQ-VAE, test scores, the patch-word
-# prior, 128 samples and their generation metrics. benchmarks/gpu.md records what it measured.
+# The `gpu` preset end to end on one GPU, on the demo data: VQ-VAE, test scores, the prior (a gated
+# PixelCNN over the 64x64 codes), 128 samples and their realism metrics. benchmarks/gpu.md records
+# what it measured.
 #
 #   bash benchmarks/gpu_run.sh                      # the gpu preset, budgets below
 #   PRESET=smoke DEVICE=cpu TRAIN_MIN=0.3 PRIOR_MIN=0.2 N=32 SIZE=64 bash benchmarks/gpu_run.sh

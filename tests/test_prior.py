@@ -192,8 +192,7 @@ def tiny_run(tmp_path, monkeypatch):
 
 
 def test_train_prior_writes_checkpoints_and_reloads(tiny_run):
-    from vqvae_lib.prior.fit import train_prior
-    from vqvae_lib.prior.fit import train_or_load_prior
+    from vqvae_lib.prior.fit import train_or_load_prior, train_prior
 
     ckpt, data, run_dir = tiny_run
     run = train_prior(ckpt, data, device="cpu", verbose=False, prior_epochs=2, prior_channels=8,
@@ -346,8 +345,7 @@ def test_a_vqvae_retrained_at_the_same_path_gets_a_new_prior(tiny_run, capsys):
 
 def test_a_saved_prior_keeps_its_own_architecture(tiny_run, monkeypatch):
     from vqvae_lib import config
-    from vqvae_lib.prior.fit import train_prior
-    from vqvae_lib.prior.fit import train_or_load_prior
+    from vqvae_lib.prior.fit import train_or_load_prior, train_prior
 
     ckpt, data, run_dir = tiny_run
     train_prior(ckpt, data, device="cpu", verbose=False, prior_epochs=1, prior_kind="transformer",

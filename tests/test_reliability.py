@@ -112,6 +112,23 @@ def test_run_all_resolves_a_relative_data_dir_before_papermill_changes_directory
     assert Path(params["run_dir"]) == tmp_path / "runs" / "x"
 
 
+def test_prior_minutes_reaches_only_the_notebook_that_declares_it(tmp_path, monkeypatch, oasis):
+    import papermill
+
+    calls = {}
+
+    def execute(src, out, parameters, cwd, **kw):
+        calls[Path(src).name[:2]] = parameters
+        Path(out).write_text("{}")
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute)
+    assert R.main(["--preset", "smoke", "--data-dir", str(oasis), "--run-dir", str(tmp_path / "r"),
+                   "--only", "03", "06", "--prior-minutes", "16"]) == 0
+    assert calls["06"]["prior_minutes"] == 16 and "prior_minutes" not in calls["03"]
+    with pytest.raises(SystemExit):
+        R.main(["--preset", "smoke", "--prior-minutes", "0"])
+
+
 def test_run_all_names_a_missing_relative_data_dir_and_where_it_looked(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert R.main(["--preset", "smoke", "--data-dir", "data/demoo", "--run-dir", "r"]) == 2

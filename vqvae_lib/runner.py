@@ -85,6 +85,14 @@ def run_notebook(
     return out
 
 
+def _declares(notebook: Path, name: str) -> bool:
+    """True when ``notebook``'s cell tagged ``parameters`` assigns ``name``."""
+    nb = json.loads(notebook.read_text())
+    return any("parameters" in c.get("metadata", {}).get("tags", []) and
+               any(line.split("=")[0].strip() == name for line in "".join(c["source"]).splitlines())
+               for c in nb["cells"])
+
+
 def caller_path(path: str | os.PathLike | None) -> Path | None:
     """``path`` made absolute against the caller's working directory (None stays None).
 
@@ -103,6 +111,7 @@ def run_all(
     run_dir: str | None = None,
     seed: int = 0,
     only: list[str] | None = None,
+    extra_parameters: dict | None = None,
 ) -> list[Path]:
     """Execute the notebooks in order into ``<run_dir>/notebooks/``; stop at the first failure.
 
@@ -115,6 +124,8 @@ def run_all(
         run_dir: the run folder (default ``runs/<preset>``; relative: from the caller's cwd).
         seed: the seed every notebook uses.
         only: notebook name prefixes to run (default: all).
+        extra_parameters: more papermill parameters, each passed only to the notebooks whose
+            parameters cell names it (e.g. ``{"prior_minutes": 16}`` for notebook 06).
     """
     rdir = run_dir_for(preset, caller_path(run_dir)).resolve()
     data = caller_path(data_dir)
@@ -132,7 +143,9 @@ def run_all(
         for i, nb in enumerate(books, 1):
             print(f"[{i}/{len(books)}] {nb.name} (preset={preset}) ...", flush=True)
             t0 = time.perf_counter()
-            done.append(run_notebook(nb, preset, rdir, data_dir=data, seed=seed))
+            mine = {k: v for k, v in (extra_parameters or {}).items() if _declares(nb, k)}
+            done.append(run_notebook(nb, preset, rdir, data_dir=data, seed=seed,
+                                     extra_parameters=mine))
             print(f"[{i}/{len(books)}] {nb.name} ok in {time.perf_counter() - t0:.0f} s", flush=True)
     print(f"All {len(books)} notebooks ran in {time.perf_counter() - t_all:.0f} s; "
           f"executed copies and figures are in {rdir}", flush=True)
@@ -152,9 +165,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run-dir", default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", nargs="*", help="notebook name prefixes, e.g. 01 03")
+    ap.add_argument("--prior-minutes", type=float, default=None,
+                    help="train notebook 06's prior this many minutes (default: the preset's)")
     args = ap.parse_args(argv)
+    if args.prior_minutes is not None and not 0 < args.prior_minutes <= 24 * 60:
+        ap.error(f"--prior-minutes {args.prior_minutes}: must be in (0, 1440] minutes")
+    extra = {} if args.prior_minutes is None else {"prior_minutes": args.prior_minutes}
     try:
-        run_all(args.preset, args.data_dir or None, args.run_dir or None, args.seed, args.only)
+        run_all(args.preset, args.data_dir or None, args.run_dir or None, args.seed, args.only,
+                extra)
     except NotebookFailed as err:
         print(f"\nFAILED: {err}", file=sys.stderr)
         return 1

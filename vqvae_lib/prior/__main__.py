@@ -21,8 +21,6 @@ import math
 import sys
 from pathlib import Path
 
-import torch
-
 from ..common import atomic_write_text
 from ..data.slices import load_split
 from ..errors import CheckpointError, DataError, cli

@@ -6,11 +6,25 @@ the composition), ``scoring`` (files, splits and the segmenter glued to the metr
 ``figures`` (imported on its own: ``from vqvae_lib.realism import figures``).
 """
 
-from .metrics import (HEAD_INTENSITY, one_nn_accuracy, patch_memorisation, precision_recall,
-                      realism_metrics)
-from .scoring import (RealSlices, load_real, novelty, read_folder, realism_scores,
-                      write_generation_json)
+from .metrics import (
+                      HEAD_INTENSITY,
+                      one_nn_accuracy,
+                      patch_memorisation,
+                      precision_recall,
+                      realism_metrics,
+)
+from .scoring import (
+                      TARGETS,
+                      RealSlices,
+                      load_real,
+                      novelty,
+                      read_folder,
+                      realism_scores,
+                      score_table,
+                      verdict,
+                      write_generation_json,
+)
 
-__all__ = ["HEAD_INTENSITY", "RealSlices", "load_real", "novelty", "one_nn_accuracy",
+__all__ = ["HEAD_INTENSITY", "TARGETS", "RealSlices", "load_real", "novelty", "one_nn_accuracy",
            "patch_memorisation", "precision_recall", "read_folder", "realism_metrics",
-           "realism_scores", "write_generation_json"]
+           "realism_scores", "score_table", "verdict", "write_generation_json"]

@@ -21,7 +21,18 @@ from .metrics import nearest_neighbours, realism_metrics
 from .segmenter import load_or_train_segmenter
 
 __all__ = ["RealSlices", "load_real", "read_folder", "realism_scores", "write_generation_json",
-           "novelty"]
+           "novelty", "TARGETS", "score_table", "verdict"]
+
+TARGETS = {"one_nn_shape": 0.70, "one_nn_intensity": 0.75, "tissue_w1_over_floor": 2.5,
+           "near_copy_patches_over_test": 2.0}
+"""The course's targets for a 2-core CPU run at temperature 1: a nearest-neighbour rule should
+tell samples from real slices in at most 70 % (shape) and 75 % (intensity) of cases; each tissue's
+W1 at most 2.5 times its floor; near-copy patches at most twice as common as among real slices."""
+
+_LABELS = {"one_nn_shape": ("1-NN accuracy, shape (32x32)", "0.5"),
+           "one_nn_intensity": ("1-NN accuracy, in-head intensities", "0.5"),
+           "precision": ("precision (samples inside the real manifold)", "1"),
+           "recall": ("recall (real variety covered)", "1")}
 
 
 class RealSlices:
@@ -142,3 +153,53 @@ def novelty(vqvae, images: torch.Tensor, codes: torch.Tensor, train_images: torc
     nn_codes = encode(vqvae, train_images[index], device=device)
     shared = (nn_codes == codes.cpu()).float().flatten(1).mean(1)
     return {"index": index, "mse": mse, "shared": shared}
+
+
+def score_table(scores: dict, ceiling: dict | None = None) -> str:
+    """The realism metrics of one run as a Markdown table: generated, floor (real vs real), the
+    decoder's ceiling (reconstructions of real slices) and the ideal value.
+
+    Args:
+        scores: from :func:`realism_scores`.
+        ceiling: the same metrics for reconstructions (``{"one_nn_shape": x, ...}``), or None.
+    """
+    rows = ["| metric | generated | floor: real vs real | decoder ceiling | ideal |",
+            "| --- | --- | --- | --- | --- |"]
+    for key, (label, ideal) in _LABELS.items():
+        c = f"{ceiling[key]:.2f}" if ceiling and key in ceiling else ""
+        rows.append(f"| {label} | {scores[key]['generated']:.2f} | {scores[key]['floor']:.2f} | "
+                    f"{c} | {ideal} |")
+    for tissue, v in scores.get("tissue_w1", {}).items():
+        rows.append(f"| W1 of the {tissue} fraction | {v['generated']:.4f} | {v['floor']:.4f} | | 0 |")
+    p = scores.get("patch_memorisation") or {}
+    if p.get("share_near_copies") is not None:
+        rows.append(f"| near-copy 16x16 patches | {p['share_near_copies']:.1%} | "
+                    f"{p['test_share_near_copies']:.1%} (test slices) | | as real |")
+    return "\n".join(rows)
+
+
+def verdict(scores: dict) -> list[str]:
+    """One sentence per target of :data:`TARGETS`, saying what this run measured against it.
+
+    Args:
+        scores: from :func:`realism_scores`.
+    """
+    out = []
+    for key, what in (("one_nn_shape", "shape"), ("one_nn_intensity", "intensity")):
+        g, f = scores[key]["generated"], scores[key]["floor"]
+        out.append(f"1-NN on {what}: {g:.2f} (real vs real {f:.2f}; target <= {TARGETS[key]:.2f}: "
+                   f"{'met' if g <= TARGETS[key] else 'NOT met'}). A nearest-neighbour rule tells "
+                   f"samples from real slices in {g:.0%} of cases.")
+    for tissue, v in scores.get("tissue_w1", {}).items():
+        ratio = v["generated"] / max(v["floor"], 1e-12)
+        out.append(f"{tissue} fraction: W1 {ratio:.1f}x its floor (target <= "
+                   f"{TARGETS['tissue_w1_over_floor']:g}x: "
+                   f"{'met' if ratio <= TARGETS['tissue_w1_over_floor'] else 'NOT met'}).")
+    p = scores.get("patch_memorisation") or {}
+    if p.get("share_near_copies") is not None:
+        ok = p["share_near_copies"] <= TARGETS["near_copy_patches_over_test"] * max(
+            p["test_share_near_copies"], 0.01)
+        out.append(f"near-copy patches: {p['share_near_copies']:.1%} of the samples' head patches "
+                   f"vs {p['test_share_near_copies']:.1%} of real test slices' "
+                   f"({'no more copying than real slices show' if ok else 'MORE copying than real slices show'}).")
+    return out
