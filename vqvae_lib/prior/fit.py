@@ -41,8 +41,8 @@ from ..train.budget import warmup_cosine
 from .codes import all_codes, condition_labels, split_codes
 from .store import PRIOR_CHECKPOINT_KIND, build_prior, load_prior, prior_kind_of, vqvae_reference
 
-__all__ = ["PriorRun", "prior_step", "train_prior", "fit_prior", "train_or_load_prior",
-           "prior_fields", "baseline_bits", "evaluate_bits"]
+__all__ = ["PriorRun", "prior_step", "train_prior", "train_or_load_prior", "baseline_bits",
+           "evaluate_bits"]
 
 RUN_FILES = ("best.pt", "last.pt", "metrics.json", "history.json")
 """The files of one prior in ``prior/`` (and in ``prior/candidate/``, ``prior/previous/``)."""
@@ -117,32 +117,12 @@ class PriorRun:
     codes: dict = field(repr=False, default_factory=dict)  # split -> {"codes", "slice_index"}
 
 
-def prior_fields(preset: str) -> dict:
-    """The ``prior_*`` fields of a preset as it is defined *now*, for training a NEW prior.
-
-    Args:
-        preset: a preset name (unknown names give ``{}``).
-    """
-    if preset not in PRESETS:
-        return {}
-    cfg = get_config(preset)
-    return {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name.startswith("prior_")}
-
-
 def train_prior(checkpoint, data_dir=None, run_dir=None, device=None, verbose: bool = True,
                 **overrides) -> PriorRun:
-    """Train a new prior, holding the run folder's lock (one writer at a time, ``runlock.py``).
+    """Train a new prior on the codes of ``checkpoint`` (a VQ-VAE best.pt), holding the run
+    folder's lock (one writer at a time, ``runlock.py``); writes ``<run_dir>/prior/``.
 
-    Arguments and result: see :func:`fit_prior`.
-    """
-    lock_dir = Path(run_dir) if run_dir else Path(checkpoint).resolve().parent.parent
-    with run_lock(lock_dir, "prior training"):
-        return fit_prior(checkpoint, data_dir, run_dir, device, verbose, **overrides)
-
-
-def fit_prior(checkpoint, data_dir=None, run_dir=None, device=None, verbose: bool = True,
-              **overrides) -> PriorRun:
-    """Train a new prior on the codes of ``checkpoint`` (a VQ-VAE best.pt); writes ``prior/``.
+    A new prior takes the ``prior_*`` settings of the VQ-VAE's preset as it is defined *now*.
 
     Args:
         checkpoint: the VQ-VAE checkpoint.
@@ -157,11 +137,17 @@ def fit_prior(checkpoint, data_dir=None, run_dir=None, device=None, verbose: boo
         a :class:`PriorRun` for the prior that is ``prior/best.pt`` afterwards (the new one, or
         the previous one if it predicts the validation codes better).
     """
-    checkpoint = Path(checkpoint)
+    run_dir = Path(run_dir) if run_dir else Path(checkpoint).resolve().parent.parent
+    with run_lock(run_dir, "prior training"):
+        return _fit(Path(checkpoint), data_dir, run_dir, device, verbose, overrides)
+
+
+def _fit(checkpoint: Path, data_dir, run_dir: Path, device, verbose: bool, overrides: dict) -> PriorRun:
     vqvae, cfg, _ = load_model(checkpoint, device="cpu")
-    cfg = cfg.replace(**{**prior_fields(cfg.preset), **overrides})
+    preset = get_config(cfg.preset) if cfg.preset in PRESETS else cfg
+    cfg = cfg.replace(**{**{f.name: getattr(preset, f.name) for f in fields(preset)
+                            if f.name.startswith("prior_")}, **overrides})
     device = torch.device(device) if device else pick_device(cfg.device)
-    run_dir = Path(run_dir) if run_dir else checkpoint.resolve().parent.parent
     seed_everything(cfg.seed)
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
