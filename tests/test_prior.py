@@ -564,3 +564,29 @@ def test_a_sample_folder_holds_one_sampling(tiny_run, tmp_path):
     with pytest.raises(DataError, match="thesis.tex"):
         write_samples(imgs, codes, mine)
     assert (mine / "thesis.tex").read_text() == "precious" and not list(mine.glob("*.png"))
+
+
+# ---- honesty: the sampled model is the scored model, every code is drawn, nothing thrown away --
+def test_the_model_that_samples_is_the_model_whose_nll_is_reported(tiny_run):
+    from vqvae_lib.model.inference import decode
+    from vqvae_lib.prior.codes import condition_labels
+    from vqvae_lib.prior.fit import evaluate_bits
+    from vqvae_lib.prior.sample import generate
+
+    ckpt, data, run_dir = tiny_run
+    run = _train_tiny(ckpt, data, prior_epochs=2, prior_cond_bins=2)
+    saved, _ = load_prior(run_dir / "prior" / "best.pt")       # what `prior sample` loads
+    labels, _ = condition_labels(run.codes, 2)
+    again = evaluate_bits(saved, run.codes["test"]["codes"], labels["test"])
+    assert again == pytest.approx(run.metrics["test_bits"], abs=1e-6)   # the reported NLL is its own
+    on_disk = json.loads((run_dir / "prior" / "metrics.json").read_text())
+    assert on_disk["test_bits"] == pytest.approx(run.metrics["test_bits"])
+    # generate draws every code from that prior's own sampler: the same codes, n of n kept
+    from vqvae_lib.checkpoint import load_model
+
+    vqvae, _, _ = load_model(ckpt)
+    out = generate(saved, vqvae, 6, 1.0, seed=5)
+    direct = saved.sample(6, saved.grid_size, 1.0, y=torch.arange(6) % 2,
+                          generator=torch.Generator().manual_seed(5))
+    assert torch.equal(out["codes"], direct) and len(out["images"]) == 6
+    assert torch.allclose(out["images"], decode(vqvae, direct))
