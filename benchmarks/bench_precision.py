@@ -73,7 +73,7 @@ def vqvae_run(precision: str, args) -> dict:
 def prior_run(precision: str, checkpoint: Path, args) -> dict:
     print(f"\n=== prior, {precision}: {args.prior_minutes:g} min ===", flush=True)
     run = train_prior(checkpoint, args.data_dir, Path(args.scratch) / f"prior_{precision}", "cpu",
-                      verbose=False, precision=precision, prior_max_minutes=args.prior_minutes,
+                      verbose=False, prior_precision=precision, prior_max_minutes=args.prior_minutes,
                       seed=args.seed)
     m = run.metrics
     return {"precision": precision, "what": f"cpu preset prior ({m['prior_kind']}), "

@@ -54,7 +54,7 @@ def steps_per_second(overrides: dict, cfg, steps: int) -> float:
     g = cfg.latent_size
     x = torch.randint(0, cfg.codebook_size, (cfg.prior_batch_size, g, g))
     y = torch.randint(0, max(cfg.prior_cond_bins, 1), (len(x),)) if cfg.prior_cond_bins else None
-    amp = autocast_dtype(cfg.precision, "cpu")
+    amp = autocast_dtype(cfg.prior_precision, "cpu")
     for i in range(steps + 2):
         if i == 2:
             t0 = time.perf_counter()
@@ -151,7 +151,7 @@ def main() -> None:
                 "64 samples each at temperature 1, scored against the test split",
         "machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
                     "torch": torch.__version__,
-                    "precision": precision_name(autocast_dtype(base.precision, "cpu"))},
+                    "precision": precision_name(autocast_dtype(base.prior_precision, "cpu"))},
         "preset": cfg.preset, "steps_per_second": rates, "n_samples": args.n,
         "options": {o: OPTIONS[o] for o in args.options}, "results": results})
     if args.sheet:

@@ -89,3 +89,28 @@ def test_validation_metrics_ignore_an_enclosing_autocast(tmp_path):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         under = validate(model, images, "cpu", cfg)
     assert under == pytest.approx(plain, rel=1e-6)
+
+
+def test_ssim_is_computed_in_fp32_inside_a_bf16_autocast_region():
+    """SSIM's blur is a matrix product: under autocast it would run in bf16, and its variances
+    E[x^2] - E[x]^2 would cancel to noise (the bf16 VQ-VAE trained to a far lower SSIM)."""
+    from vqvae_lib.metrics import ssim
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 1, 32, 32, generator=g)
+    y = (x + 0.05 * torch.randn(4, 1, 32, 32, generator=g)).clamp(0, 1)
+    exact = ssim(x, y, reduction="none")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under = ssim(x, y, reduction="none")
+    assert under.dtype == torch.float32 and torch.allclose(under, exact, atol=1e-6)
+
+
+def test_the_vqvae_loss_terms_are_fp32_under_autocast():
+    from vqvae_lib.model.vqvae import build_model
+
+    torch.manual_seed(0)
+    model = build_model(get_config("smoke", image_size=32))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(torch.rand(4, 1, 32, 32))
+    assert out.loss.dtype == torch.float32
+    assert all(v.dtype == torch.float32 for v in out.losses.values())

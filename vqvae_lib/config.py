@@ -100,6 +100,7 @@ class Config:
     prior_heads: int = 4           # attention heads (transformer prior)
     prior_warmup_steps: int = 20   # linear learning-rate warm-up of the prior (train/budget.warmup_cosine)
     prior_temperature: float = 1.0  # sampling temperature notebook 06 uses for this preset
+    prior_precision: str = "auto"  # the prior's training steps: "auto" | "fp32" | "bf16" | "fp16" (as precision)
     prior_samples: int = 64        # slices notebook 06 generates for the generation metrics
     # free-form notes carried into checkpoints
     extra: dict = field(default_factory=dict)

@@ -109,7 +109,8 @@ _NON_NEGATIVE = ("max_train_images", "max_eval_images", "n_res_blocks", "beta", 
 _CHOICES = {"data_range": ("01", "pm1"), "norm": ("batch", "group", "none"),
             "out_activation": ("tanh", "sigmoid", "none"), "quantizer": ("loss", "ema", "fsq", "rvq"),
             "scheduler": ("cosine", "step", "constant"),
-            "precision": ("auto", "fp32", "bf16", "fp16"), "prior_kind": ("pixelcnn", "transformer")}
+            "precision": ("auto", "fp32", "bf16", "fp16"),
+            "prior_precision": ("auto", "fp32", "bf16", "fp16"), "prior_kind": ("pixelcnn", "transformer")}
 
 
 def validate(cfg):

@@ -79,7 +79,16 @@ def _band(length: int, w: torch.Tensor) -> torch.Tensor:
 
 
 def _ssim_terms(x, y, data_range, window, full):
-    """SSIM map per channel; ``full=False`` keeps only pixels whose window fits (skimage's crop)."""
+    """SSIM map per channel; ``full=False`` keeps only pixels whose window fits (skimage's crop).
+
+    Always in fp32 (or fp64), also inside a bf16 autocast region: the local variances
+    ``E[x^2] - E[x]^2`` cancel catastrophically with bf16's 3 significant digits.
+    """
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        return _ssim_terms_fp32(x, y, data_range, window, full)
+
+
+def _ssim_terms_fp32(x, y, data_range, window, full):
     B, C, H, W = x.shape
     w1, sample_cov = _window_1d(window, x.device, x.dtype)
     k = w1.numel()

@@ -183,16 +183,19 @@ class VQVAE(nn.Module):
         z_e = self.encoder(target)                               # (B, D, h, w)
         q = self.quantizer(z_e)                                  # z_q (B, D, h, w), codes (B, h, w)
         y = self.decoder(q.quantized)                            # (B, 1, H, W) model range
-        recon_loss = F.mse_loss(y.float(), target.float())
-        losses = {"recon": recon_loss, **q.losses}
         recon = self.from_model_range(y)                         # (B, 1, H, W) in [0, 1]
-        loss = recon_loss + q.loss
-        if self.cfg.ssim_weight > 0:
-            # MSE alone blurs fine structure; a (1 - SSIM) term (Zhao et al. 2017, "Loss
-            # Functions for Image Restoration with Neural Networks") rewards local contrast
-            # and structure, which is what SSIM measures at evaluation time.
-            losses["ssim"] = 1.0 - ssim(recon.float(), x.float(), data_range=1.0)
-            loss = loss + self.cfg.ssim_weight * losses["ssim"]
+        # The losses in fp32 even under bf16 autocast: SSIM's local variances E[x^2] - E[x]^2
+        # cancel catastrophically in bf16 (3 significant digits) and its gradient turns to noise.
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            recon_loss = F.mse_loss(y.float(), target.float())
+            losses = {"recon": recon_loss, **q.losses}
+            loss = recon_loss + q.loss
+            if self.cfg.ssim_weight > 0:
+                # MSE alone blurs fine structure; a (1 - SSIM) term (Zhao et al. 2017, "Loss
+                # Functions for Image Restoration with Neural Networks") rewards local contrast
+                # and structure, which is what SSIM measures at evaluation time.
+                losses["ssim"] = 1.0 - ssim(recon.float(), x.float(), data_range=1.0)
+                loss = loss + self.cfg.ssim_weight * losses["ssim"]
         return VQVAEOutput(recon=recon, codes=self.quantizer.joint_codes(q.codes), loss=loss,
                            losses=losses, stats=q.stats)
 

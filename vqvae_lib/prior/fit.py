@@ -7,7 +7,7 @@ compare with ``log2 K`` (every code equally likely) and with the entropy of the 
 (codes independent of their neighbours). Whether its *samples* look real is another question,
 answered by :mod:`vqvae_lib.realism`.
 
-The training steps run in bf16 autocast where the hardware has it (``precision``, see
+The training steps run in bf16 autocast where the hardware has it (``prior_precision``, see
 :func:`vqvae_lib.runtime.autocast_dtype`); the likelihoods that are reported (validation, test)
 are computed in fp32, by the very model that is later sampled.
 
@@ -131,7 +131,7 @@ def train_prior(checkpoint, data_dir=None, run_dir=None, device=None, verbose: b
         device: where to train (default: the config's device).
         verbose: print progress lines.
         **overrides: ``prior_*`` (and other) config fields, e.g. ``prior_kind``,
-            ``prior_max_minutes``, ``prior_max_steps``, ``precision``.
+            ``prior_max_minutes``, ``prior_max_steps``, ``prior_precision``.
 
     Returns:
         a :class:`PriorRun` for the prior that is ``prior/best.pt`` afterwards (the new one, or
@@ -151,7 +151,7 @@ def _fit(checkpoint: Path, data_dir, run_dir: Path, device, verbose: bool, overr
     seed_everything(cfg.seed)
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
-    amp = autocast_dtype(cfg.precision, device)
+    amp = autocast_dtype(cfg.prior_precision, device)
     codes = all_codes(vqvae.to(device), checkpoint, cfg, data_dir, run_dir, device)
     train_codes = codes["train"]["codes"]
     labels, cond = condition_labels(codes, cfg.prior_cond_bins)
