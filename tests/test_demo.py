@@ -21,7 +21,7 @@ def files(root):
 def tiny(tmp_path_factory):
     """3 subjects x 2 slices (one subject per split), written once for the module."""
     out = tmp_path_factory.mktemp("demo") / "demo"
-    demo.generate(out, subjects=3, slices=2, seed=0, workers=1, verbose=False)
+    demo.build_demo(out, subjects=3, slices=2, seed=0, workers=1, verbose=False)
     return out
 
 
@@ -72,10 +72,10 @@ def test_front_of_head_is_at_the_left(monkeypatch):
 
 
 def test_same_seed_same_bytes_any_worker_count(tiny, tmp_path):
-    again = demo.generate(tmp_path / "again", subjects=3, slices=2, seed=0, workers=2,
+    again = demo.build_demo(tmp_path / "again", subjects=3, slices=2, seed=0, workers=2,
                           verbose=False)
     assert files(again) == files(tiny)
-    other = demo.generate(tmp_path / "other", subjects=3, slices=2, seed=1, workers=1,
+    other = demo.build_demo(tmp_path / "other", subjects=3, slices=2, seed=1, workers=1,
                           verbose=False)
     assert len(files(other)) == len(files(tiny))
     assert sorted(files(other).values()) != sorted(files(tiny).values())
@@ -104,7 +104,7 @@ def test_existing_demo_is_kept_and_foreign_folder_refused(tiny, tmp_path):
     foreign.mkdir()
     (foreign / "notes.txt").write_text("my files")
     with pytest.raises(D.DataError, match="not a demo data set"):
-        demo.generate(foreign, subjects=3, slices=1, verbose=False)
+        demo.build_demo(foreign, subjects=3, slices=1, verbose=False)
     assert (foreign / "notes.txt").exists()
 
 
@@ -119,5 +119,5 @@ def test_interrupted_generation_leaves_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(demo, "make_subject", boom)
     with pytest.raises(KeyboardInterrupt):
-        demo.generate(tmp_path / "demo", subjects=3, slices=1, workers=1, verbose=False)
+        demo.build_demo(tmp_path / "demo", subjects=3, slices=1, workers=1, verbose=False)
     assert list(tmp_path.iterdir()) == []

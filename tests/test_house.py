@@ -105,3 +105,23 @@ def test_design_md_draws_every_module_of_the_house():
               if p.name not in ("__init__.py", "__main__.py")}
     assert listed == actual, f"missing from DESIGN.md: {sorted(actual - listed)}; " \
                              f"listed but absent: {sorted(listed - actual)}"
+
+
+# Names that every command module defines once for itself, by design: its entry point and the
+# name of the manifest file its output folder carries (each module's own value).
+PER_MODULE_NAMES = {"main", "MANIFEST"}
+
+
+def test_one_meaning_per_name():
+    """No two modules define the same public top-level function, class or constant: one name,
+    one thing (a second `generate` or `validate` that does something else is refused here)."""
+    seen: dict[str, list[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.parse(path.read_text()).body:
+            names = [node.name] if isinstance(node, (ast.FunctionDef, ast.ClassDef)) else [
+                t.id for t in getattr(node, "targets", []) if isinstance(t, ast.Name) and t.id.isupper()]
+            for name in names:
+                if not name.startswith("_") and name not in PER_MODULE_NAMES:
+                    seen.setdefault(name, []).append(str(path.relative_to(PACKAGE)))
+    twice = {k: v for k, v in seen.items() if len(v) > 1}
+    assert not twice, f"names defined in several modules: {twice}"

@@ -92,7 +92,7 @@ def test_protected_folders_are_refused_even_with_force(place, tmp_path, monkeypa
     (run / "checkpoints").mkdir(parents=True)
     out = {"home": home, "repo": repo_root(), "root": Path("/"), "run": run}[place]
     with pytest.raises(OutputFolderError, match="--out"):
-        DM.generate(out, subjects=3, slices=1, force=True, verbose=False)
+        DM.build_demo(out, subjects=3, slices=1, force=True, verbose=False)
     assert (home / "Documents").is_dir() and (run / "checkpoints").is_dir()
 
 

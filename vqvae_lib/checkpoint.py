@@ -32,7 +32,6 @@ from .model.vqvae import VQVAE, build_model
 FORMAT = "vqvae_lib/1"
 REQUIRED_KEYS = ("config", "model")
 
-ARCH_FIELDS = MODEL_FIELDS   # a checkpoint fits only a config that agrees on all of these
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -137,7 +136,7 @@ def config_from_checkpoint(ckpt: dict, path="<checkpoint>") -> Config:
         ) from e
 
 
-def config_mismatches(a: Config, b: Config, fields=ARCH_FIELDS) -> dict[str, tuple]:
+def config_mismatches(a: Config, b: Config, fields=MODEL_FIELDS) -> dict[str, tuple]:
     """{field: (a_value, b_value)} for architecture fields on which two configs disagree."""
     return {f: (getattr(a, f), getattr(b, f)) for f in fields if getattr(a, f) != getattr(b, f)}
 

@@ -28,7 +28,7 @@ import dataclasses
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from .config_checks import coerce, validate
+from .config_checks import check_ranges, coerce
 from .errors import ConfigError
 
 
@@ -133,7 +133,7 @@ class Config:
         return cls(**d)
 
     def replace(self, **overrides: Any) -> Config:
-        return validate(dataclasses.replace(self, **coerce(self, overrides)))
+        return check_ranges(dataclasses.replace(self, **coerce(self, overrides)))
 
     def architecture(self) -> dict[str, Any]:
         """The VQ-VAE architecture fields (``MODEL_FIELDS``): what rebuilds the network."""

@@ -10,7 +10,7 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["coerce", "validate", "check_count", "check_device", "MAX_IMAGE_SIZE", "DEVICES"]
+__all__ = ["coerce", "check_ranges", "check_count", "check_device", "MAX_IMAGE_SIZE", "DEVICES"]
 
 MAX_IMAGE_SIZE = 1024
 """The largest ``image_size`` (and ``slices --size``): 4x OASIS's 256; a split at 8192 px would
@@ -113,7 +113,7 @@ _CHOICES = {"data_range": ("01", "pm1"), "norm": ("batch", "group", "none"),
             "prior_precision": ("auto", "fp32", "bf16", "fp16"), "prior_kind": ("pixelcnn", "transformer")}
 
 
-def validate(cfg):
+def check_ranges(cfg):
     """Check every value's range; a ConfigError names the field and what it expects.
 
     Args:

@@ -31,7 +31,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from ..common import MASK_LEGEND, progress, quiet
+from ..common import MASK_LEGEND, SPLITS, progress, quiet
 from ..config_checks import MAX_IMAGE_SIZE, check_count
 from ..errors import ConfigError, DataError, cli
 from ..folders import check_replaceable, replace_folder
@@ -47,7 +47,6 @@ MANIFEST = "slices_manifest.json"
 COMMAND = "vqvae_lib.slices"
 WHAT = "a slice folder made by vqvae_lib.slices"
 LAYOUT = "keras_png_slices_data"
-SPLITS = ("train", "validate", "test")
 
 
 def convert_subject(job: dict) -> dict:

@@ -102,7 +102,7 @@ def _init_worker():
 
 
 def check_options(subjects: int, slices: int, seed: int, workers: int | None) -> None:
-    """Every option of :func:`generate` in range, before any work (a ConfigError names it).
+    """Every option of :func:`build_demo` in range, before any work (a ConfigError names it).
 
     Args:
         subjects: ``--subjects`` (at least 3: one per split).
@@ -117,7 +117,7 @@ def check_options(subjects: int, slices: int, seed: int, workers: int | None) ->
         check_count("--workers", workers, 1, 256)
 
 
-def generate(out: str | os.PathLike | None = None, subjects: int = 100, slices: int = 24,
+def build_demo(out: str | os.PathLike | None = None, subjects: int = 100, slices: int = 24,
              seed: int = 0, workers: int | None = None, force: bool = False,
              verbose: bool = True) -> Path:
     """Write the synthetic data set to ``out`` (default ``data/demo``); return its path.
@@ -200,7 +200,7 @@ def generate(out: str | os.PathLike | None = None, subjects: int = 100, slices: 
 
 def ensure_demo(out: str | os.PathLike | None = None, **kwargs) -> Path:
     """Build the demo data set if it is missing (what ``make data`` does); return its path."""
-    return generate(out, **kwargs)                 # keeps a current set, rebuilds an old one
+    return build_demo(out, **kwargs)                 # keeps a current set, rebuilds an old one
 
 
 @cli
@@ -215,5 +215,5 @@ def main(argv=None) -> int:
                     help="rebuild an existing demo set (a folder of other files is never deleted)")
     ap.add_argument("--if-missing", action="store_true", help=argparse.SUPPRESS)  # the default
     a = ap.parse_args(argv)
-    generate(a.out, a.subjects, a.slices, a.seed, a.workers, a.force)
+    build_demo(a.out, a.subjects, a.slices, a.seed, a.workers, a.force)
     return 0

@@ -69,7 +69,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def check_options(args, p: argparse.ArgumentParser) -> None:
+def check_arguments(args, p: argparse.ArgumentParser) -> None:
     """Refuse a bad option before any work, in one line naming the option, value and range."""
     if args.command == "sample":
         if not 1 <= args.n <= MAX_SAMPLES:
@@ -144,7 +144,7 @@ def main(argv=None) -> int:
     args, rest = p.parse_known_args(argv)
     if rest and args.command != "train":
         p.error(f"unrecognised arguments: {rest}")
-    check_options(args, p)
+    check_arguments(args, p)
     {"train": lambda: _train(args, rest, p), "sample": lambda: _sample(args, p),
      "score": lambda: _score(args)}[args.command]()
     return 0

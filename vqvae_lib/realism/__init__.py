@@ -20,11 +20,11 @@ from .scoring import (
                       novelty,
                       read_folder,
                       realism_scores,
+                      realism_verdict,
                       score_table,
-                      verdict,
                       write_generation_json,
 )
 
 __all__ = ["HEAD_INTENSITY", "TARGETS", "RealSlices", "load_real", "novelty", "one_nn_accuracy",
            "patch_memorisation", "precision_recall", "read_folder", "realism_metrics",
-           "realism_scores", "score_table", "verdict", "write_generation_json"]
+           "realism_scores", "score_table", "realism_verdict", "write_generation_json"]

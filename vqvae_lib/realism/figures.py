@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from ..common import TISSUE_COLORS, TISSUE_NAMES
 from ..viz import show_image, to_images
 
-__all__ = ["samples_and_neighbours", "realism_metrics", "tissue_histograms", "patch_distances"]
+__all__ = ["samples_and_neighbours", "realism_bars", "tissue_histograms", "patch_distances"]
 
 
 def samples_and_neighbours(samples, neighbours, mse, ncol_pairs: int = 4) -> Figure:
@@ -38,7 +38,7 @@ def samples_and_neighbours(samples, neighbours, mse, ncol_pairs: int = 4) -> Fig
     return fig
 
 
-def realism_metrics(scores: dict) -> Figure:
+def realism_bars(scores: dict) -> Figure:
     """The realism metrics beside their floors (real test vs real training slices).
 
     Left: 1-NN two-sample accuracies (0.5 = indistinguishable) and precision/recall. Right:

@@ -21,7 +21,7 @@ from .metrics import nearest_neighbours, realism_metrics
 from .segmenter import load_or_train_segmenter
 
 __all__ = ["RealSlices", "load_real", "read_folder", "realism_scores", "write_generation_json",
-           "novelty", "TARGETS", "score_table", "verdict"]
+           "novelty", "TARGETS", "score_table", "realism_verdict"]
 
 TARGETS = {"one_nn_shape": 0.70, "one_nn_intensity": 0.75, "tissue_w1_over_floor": 2.5,
            "near_copy_patches_over_test": 2.0}
@@ -178,7 +178,7 @@ def score_table(scores: dict, ceiling: dict | None = None) -> str:
     return "\n".join(rows)
 
 
-def verdict(scores: dict) -> list[str]:
+def realism_verdict(scores: dict) -> list[str]:
     """One sentence per target of :data:`TARGETS`, saying what this run measured against it.
 
     Args:
