@@ -1,6 +1,7 @@
 # vqvae-brain: two commands do everything on a fresh machine.
 #   make run-all   # set up .venv, build the demo data if needed, execute every notebook
 #   make test      # set up .venv, build the demo data if needed, run the test suite
+#   make student   # the student edition (nbgrader's solution regions cut out) -> student/
 # Variables: PRESET (smoke | cpu | gpu | reference; default cpu), DATA_DIR (default:
 # $VQVAE_DATA_DIR, else data/oasis if present, else data/demo), RUN_DIR (default runs/<preset>),
 # PRIOR_MINUTES (notebook 06's prior budget; default: the preset's).
@@ -21,10 +22,10 @@ PRIOR_MINUTES ?=
 
 RUN_ARGS := --preset $(PRESET) --seed $(SEED) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(PRIOR_MINUTES),--prior-minutes $(PRIOR_MINUTES))
 
-.PHONY: help setup data slices run-all report test test-fast test-browser lint lab bench bench-precision bench-prior bench-codecs bench-data clean clean-all
+.PHONY: help setup data slices run-all student report test test-fast test-browser lint lab bench bench-precision bench-prior bench-codecs bench-data clean clean-all
 
 help:
-	@sed -n '1,7p' Makefile
+	@sed -n '1,8p' Makefile
 
 # The stamp is rebuilt whenever pyproject.toml changes, so `setup` also refreshes .venv.
 $(VENV)/.installed: pyproject.toml
@@ -46,6 +47,11 @@ slices: setup
 run-all: setup data
 	$(PY) -m vqvae_lib.runner $(RUN_ARGS)
 	$(PY) -m vqvae_lib.report --preset $(PRESET) $(if $(RUN_DIR),--run-dir $(RUN_DIR))
+
+# the student edition: every notebook with its ### BEGIN/END SOLUTION regions replaced by nbgrader's
+# stub and its check cells locked (no nbgrader needed); docs/TEACHING.md is the instructor's guide
+student: setup
+	$(PY) -m vqvae_lib.course.student --out student
 
 # runs/<preset>/report/index.html: key numbers, executed notebooks as HTML, figures; reads offline
 report: setup
@@ -89,7 +95,7 @@ bench-data: setup
 	$(PY) benchmarks/bench_data.py
 
 clean:
-	rm -rf runs data/cache .pytest_cache .ruff_cache
+	rm -rf runs student data/cache .pytest_cache .ruff_cache
 
 clean-all: clean
 	rm -rf $(VENV) data/demo *.egg-info
