@@ -142,7 +142,7 @@ def check_vq_losses(vq_losses: Callable) -> None:
                              f"dimensions), got shapes {tuple(cb.shape)} and {tuple(cm.shape)}")
     want = float(ref.losses["codebook"].detach())
     for label, got in (("codebook", cb), ("commitment", cm)):
-        g = float(got)
+        g = float(got.detach())
         if abs(g - want) > 1e-5 * max(1.0, want):
             ratio = g / want if want else float("nan")
             hint = (f" It is {ratio:.0f} times too large: the library uses the MEAN squared error "
