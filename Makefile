@@ -45,8 +45,8 @@ slices: setup
 	$(PY) -m vqvae_lib.slices $(SRC) $(OUT)
 
 run-all: setup data
-	$(PY) -m vqvae_lib.runner $(RUN_ARGS)
-	$(PY) -m vqvae_lib.report --preset $(PRESET) $(if $(RUN_DIR),--run-dir $(RUN_DIR))
+	$(PY) -m vqvae_lib.course.runner $(RUN_ARGS)
+	$(PY) -m vqvae_lib.course.report --preset $(PRESET) $(if $(RUN_DIR),--run-dir $(RUN_DIR))
 
 # the student edition: every notebook with its ### BEGIN/END SOLUTION regions replaced by nbgrader's
 # stub and its check cells locked (no nbgrader needed); docs/TEACHING.md is the instructor's guide
@@ -55,7 +55,7 @@ student: setup
 
 # runs/<preset>/report/index.html: key numbers, executed notebooks as HTML, figures; reads offline
 report: setup
-	$(PY) -m vqvae_lib.report --preset $(PRESET) $(if $(RUN_DIR),--run-dir $(RUN_DIR))
+	$(PY) -m vqvae_lib.course.report --preset $(PRESET) $(if $(RUN_DIR),--run-dir $(RUN_DIR))
 
 test: setup data
 	$(PY) -m pytest

@@ -28,9 +28,9 @@ import pytest
 from lab_driver import LabNotebook
 from lab_server import JupyterLab, artifacts_dir, browser_unavailable, launch_chromium
 
+from vqvae_lib.course.runner import notebook_paths, run_notebook
 from vqvae_lib.data import resolve_data_dir
 from vqvae_lib.paths import repo_root
-from vqvae_lib.runner import notebook_paths, run_notebook
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

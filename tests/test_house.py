@@ -80,7 +80,7 @@ def test_data_and_model_never_import_the_notebook_layer_or_figures():
             if p.name == "figures.py":
                 continue
             for m, _ in _imports(p):
-                if m.startswith(("vqvae_lib.session", "vqvae_lib.runner", "vqvae_lib.viz")) or \
+                if m.startswith(("vqvae_lib.course.session", "vqvae_lib.course.runner", "vqvae_lib.viz")) or \
                         m.endswith(".figures") or ".figures." in m:
                     bad.append(f"{sub}/{p.name} imports {m}")
     assert not bad, "\n".join(bad)

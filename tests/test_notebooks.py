@@ -5,7 +5,7 @@ import json
 import nbformat
 import pytest
 
-from vqvae_lib.runner import SHARED_PARAMETERS, NotebookFailed, notebook_paths, run_notebook
+from vqvae_lib.course.runner import SHARED_PARAMETERS, NotebookFailed, notebook_paths, run_notebook
 
 NOTEBOOKS = notebook_paths()
 

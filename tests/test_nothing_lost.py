@@ -19,7 +19,7 @@ import torch
 from data_fixtures import make_oasis
 from PIL import Image
 
-from vqvae_lib import report as R
+from vqvae_lib.course import report as R
 from vqvae_lib.data import demo as DM
 from vqvae_lib.data import slices as D
 from vqvae_lib.data.convert import main as slices_main

@@ -22,7 +22,7 @@ import re
 import nbformat
 import pytest
 
-from vqvae_lib.runner import notebook_paths
+from vqvae_lib.course.runner import notebook_paths
 
 NOTEBOOKS = notebook_paths()
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import vqvae_lib.runner as R
+import vqvae_lib.course.runner as R
 from vqvae_lib import checkpoint as C
 from vqvae_lib.config import get_config
 from vqvae_lib.errors import (
@@ -186,7 +186,7 @@ def test_debug_shows_the_traceback(monkeypatch):
     ("vqvae_lib.evaluate.score", "evaluate_checkpoint", ["--checkpoint", "x.pt"]),
     ("vqvae_lib.evaluate.predict", "predict", ["--checkpoint", "x.pt"]),
     ("vqvae_lib.data.demo", "generate", []),
-    ("vqvae_lib.runner", "run_all", ["--preset", "smoke"]),
+    ("vqvae_lib.course.runner", "run_all", ["--preset", "smoke"]),
 ])
 def test_every_cli_turns_an_os_error_into_one_line(module, function, argv, monkeypatch, capsys):
     import importlib

@@ -1,4 +1,4 @@
-"""The offline HTML report (``python -m vqvae_lib.report``): built from a small fake run folder,
+"""The offline HTML report (``python -m vqvae_lib.course.report``): built from a small fake run folder,
 then opened in headless Chromium with every non-file request blocked (marker ``browser``)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vqvae_lib import report as R
-from vqvae_lib import report_export as RE
+from vqvae_lib.course import report as R
+from vqvae_lib.course import report_export as RE
 
 WIDGET_CELL = """\
 import io

@@ -12,6 +12,7 @@ import json
 import nbformat
 import pytest
 
+from vqvae_lib.course.runner import notebook_paths
 from vqvae_lib.course.student import (
     BEGIN_SOLUTION,
     END_SOLUTION,
@@ -20,7 +21,6 @@ from vqvae_lib.course.student import (
     student_notebook,
     write_student_edition,
 )
-from vqvae_lib.runner import notebook_paths
 
 NOTEBOOKS = notebook_paths()
 EXERCISES = [ex for p in NOTEBOOKS for ex in exercises(nbformat.read(p, as_version=4), p.name)]

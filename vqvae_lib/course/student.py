@@ -27,7 +27,7 @@ from pathlib import Path
 import nbformat
 
 from ..paths import repo_root
-from ..runner import notebook_paths
+from .runner import notebook_paths
 
 __all__ = ["BEGIN_SOLUTION", "END_SOLUTION", "CODE_STUB", "Exercise", "exercises",
            "strip_solutions", "student_notebook", "write_student_edition"]

@@ -1,6 +1,6 @@
 """Execute the tutorial notebooks headlessly, in order, with papermill (``make run-all``).
 
-    python -m vqvae_lib.runner --preset cpu [--data-dir DIR] [--run-dir DIR] [--only 03 04]
+    python -m vqvae_lib.course.runner --preset cpu [--data-dir DIR] [--run-dir DIR] [--only 03 04]
 
 Executed copies go to ``<run_dir>/notebooks/``; the run stops at the first failing
 notebook and names it and the failing cell.
@@ -15,9 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import DataError, cli
-from .paths import repo_root, run_dir_for
-from .runlock import run_lock
+from ..errors import DataError, cli
+from ..paths import repo_root, run_dir_for
+from ..runlock import run_lock
 
 __all__ = ["run_all", "run_notebook", "notebook_paths", "caller_path", "NotebookFailed", "main"]
 
@@ -154,7 +154,7 @@ def run_all(
 
 @cli
 def main(argv: list[str] | None = None) -> int:
-    """``python -m vqvae_lib.runner``: see the module docstring.
+    """``python -m vqvae_lib.course.runner``: see the module docstring.
 
     Args:
         argv: the command-line arguments (default ``sys.argv[1:]``).

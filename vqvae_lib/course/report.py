@@ -1,6 +1,6 @@
 """An offline HTML report of one run: ``runs/<preset>/report/index.html`` (``make report``).
 
-    python -m vqvae_lib.report --preset cpu            # or --run-dir runs/cpu
+    python -m vqvae_lib.course.report --preset cpu            # or --run-dir runs/cpu
 
 The report holds the run's key numbers (``metrics.json`` of notebook 05, the prior's
 ``prior/metrics.json``, the training history, and the benchmark JSONs under ``benchmarks/``
@@ -24,12 +24,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .common import atomic_write_text, progress
-from .errors import DataError, cli
-from .folders import check_replaceable, replace_folder
-from .paths import repo_root
+from ..common import atomic_write_text, progress
+from ..errors import DataError, cli
+from ..folders import check_replaceable, replace_folder
+from ..paths import repo_root
+from ..runlock import run_lock
 from .report_export import copy_assets, export_notebook
-from .runlock import run_lock
 
 __all__ = ["Section", "key_numbers", "build_report", "main", "MANIFEST", "READS"]
 
@@ -280,7 +280,7 @@ def _index_html(title: str, sections: list[Section], pages: list[tuple[str, str,
     e = html.escape
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{e(title)}"
              f"</title><style>{_CSS}</style></head><body><h1>{e(title)}</h1>",
-             f"<p>Made {time.strftime('%Y-%m-%d %H:%M')} by <code>python -m vqvae_lib.report"
+             f"<p>Made {time.strftime('%Y-%m-%d %H:%M')} by <code>python -m vqvae_lib.course.report"
              "</code>. Everything here reads offline.</p><h2>Key numbers</h2>"]
     for s in sections:
         parts.append(f"<h3>{e(s.title)} <small>({e(s.source)})</small></h3>")
@@ -344,8 +344,8 @@ def build_report(run_dir: Path, out_dir: Path | None = None,
     out = Path(out_dir) if out_dir else run_dir / "report"
     inputs = [run_dir / rel for rel in READS] + [repo_root() / "benchmarks" if bench_dir is None
                                                  else Path(bench_dir)]
-    names = dict(inputs=inputs, force=True, command="vqvae_lib.report", option="--out",
-                 what="a report of vqvae_lib.report")
+    names = dict(inputs=inputs, force=True, command="vqvae_lib.course.report", option="--out",
+                 what="a report of vqvae_lib.course.report")
     if out.is_dir():
         _adopt_old_report(out)
     check_replaceable(out, MANIFEST, **names)
@@ -367,7 +367,7 @@ def build_report(run_dir: Path, out_dir: Path | None = None,
             figures.setdefault(group, []).append(f"figures/{png.name}")
         atomic_write_text(tmp / "index.html", _index_html(f"vqvae-brain report: {run_dir.name}",
                                                           sections, pages, figures))
-        return {"what": "an offline HTML report made by vqvae_lib.report",
+        return {"what": "an offline HTML report made by vqvae_lib.course.report",
                 "run_dir": str(run_dir.resolve()), "made": time.strftime("%Y-%m-%d %H:%M:%S")}
 
     return replace_folder(out, build, MANIFEST, **names) / "index.html"
