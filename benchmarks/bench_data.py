@@ -43,7 +43,7 @@ def _rss_mb() -> float:
 
 
 def _use_cache(cache_dir: str) -> None:
-    import vqvae_lib.data.slices as slices
+    import vqvae_lib.data.dataset as slices
 
     slices.default_cache_dir = lambda: Path(cache_dir)                   # the trainer's loads
 

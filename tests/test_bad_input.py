@@ -8,7 +8,7 @@ import pytest
 from data_fixtures import image_for, make_oasis, mask_for, split_dir
 from PIL import Image
 
-from vqvae_lib.data import slices as D
+from vqvae_lib.data import dataset as D
 from vqvae_lib.errors import DataError
 
 
@@ -132,7 +132,7 @@ def test_missing_data_dir_from_environment_names_the_variable(tmp_path, monkeypa
 
 def test_no_data_anywhere_says_how_to_get_some(tmp_path, monkeypatch):
     monkeypatch.delenv("VQVAE_DATA_DIR", raising=False)
-    monkeypatch.setattr("vqvae_lib.data.slices.data_root", lambda: tmp_path / "data")
+    monkeypatch.setattr("vqvae_lib.data.dataset.data_root", lambda: tmp_path / "data")
     with pytest.raises(DataError, match=r"make data.*oasis"):
         D.resolve_data_dir()
 

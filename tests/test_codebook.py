@@ -260,7 +260,7 @@ def test_same_budget_experiment_logs_every_variant():
 
 
 def test_analyse_slices_spreads_over_the_split_and_names_slices(tmp_path):
-    from vqvae_lib.data.slices import SliceSet
+    from vqvae_lib.data.dataset import SliceSet
 
     A6 = _toy_analysis()
     images = (A6.images[:, 0].numpy() * 255).round().astype(np.uint8)   # (6, 16, 16)

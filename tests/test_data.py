@@ -14,7 +14,7 @@ from PIL import Image
 from vqvae_lib import data as D
 from vqvae_lib.common import SPLITS
 from vqvae_lib.data import cache as cache_module
-from vqvae_lib.data.slices import DEMO_MANIFEST
+from vqvae_lib.data.dataset import DEMO_MANIFEST
 from vqvae_lib.errors import DataError
 
 
@@ -77,7 +77,7 @@ def test_subset_keeps_fields_aligned(oasis, cache):
 
 def test_resolve_order_argument_env_oasis_demo(tmp_path, monkeypatch):
     data_root = tmp_path / "data"
-    monkeypatch.setattr("vqvae_lib.data.slices.data_root", lambda: data_root)
+    monkeypatch.setattr("vqvae_lib.data.dataset.data_root", lambda: data_root)
     monkeypatch.delenv("VQVAE_DATA_DIR", raising=False)
     demo = make_oasis(data_root / "demo")
     (demo / DEMO_MANIFEST).write_text("{}")

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from vqvae_lib.data import anatomy, demo
-from vqvae_lib.data import slices as D
+from vqvae_lib.data import dataset as D
 
 
 def files(root):

@@ -216,7 +216,7 @@ def test_matched_rate_baselines_land_near_the_target(pair):
 # evaluate / predict on a checkpoint
 # ------------------------------------------------------------------------------------------
 def test_perfect_reconstructions_pass(data_dir):
-    from vqvae_lib.data.slices import load_split
+    from vqvae_lib.data.dataset import load_split
 
     slices = load_split("test", data_dir, size=64, verbose=False)
     ev = E.evaluate_model(PerfectModel(), get_config("smoke"), slices)
@@ -225,7 +225,7 @@ def test_perfect_reconstructions_pass(data_dir):
 
 
 def test_achievable_rate_uses_the_training_histogram_not_the_split_itself(data_dir):
-    from vqvae_lib.data.slices import load_split
+    from vqvae_lib.data.dataset import load_split
 
     slices = load_split("test", data_dir, size=64, verbose=False)
     cfg = get_config("smoke")                         # K = 32: 5 bits per cell, 16x16 cells

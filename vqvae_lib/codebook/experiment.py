@@ -35,7 +35,7 @@ import torch
 
 from ..common import evenly_spaced, progress
 from ..config import Config
-from ..data.slices import load_split
+from ..data.dataset import load_split
 from ..metrics import ssim
 from ..model.inference import reconstruct
 from ..model.vqvae import build_model

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..config import Config, get_config
-from ..data.slices import resolve_data_dir
+from ..data.dataset import resolve_data_dir
 from ..errors import install_notebook_handler
 from ..paths import run_dir_for
 from ..runtime import pick_device, seed_everything

@@ -3,7 +3,7 @@
 (``figures``, imported on its own: ``from vqvae_lib.data import figures``)."""
 
 from .files import DataWarning, list_split, read_image, read_mask, split_subjects
-from .slices import (
+from .dataset import (
     SliceSet,
     describe_source,
     folder_tree,

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 
 from ..common import TISSUE_COLORS, TISSUE_NAMES, evenly_spaced
 from ..viz import _grid, mask_to_rgba, tissue_legend, to_images
-from .slices import subject_overlap
+from .dataset import subject_overlap
 
 SPLIT_COLORS = {"train": "#4c72b0", "validate": "#dd8452", "test": "#55a868"}
 

@@ -46,7 +46,7 @@ from .. import metrics as M
 from ..checkpoint import load_model, run_dir_of_checkpoint
 from ..common import atomic_write_text
 from ..config_checks import check_count, check_device
-from ..data.slices import load_split, split_exists
+from ..data.dataset import load_split, split_exists
 from ..errors import cli
 from ..model.inference import encode, reconstruct
 from ..runlock import run_lock

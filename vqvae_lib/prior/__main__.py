@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from ..common import atomic_write_text
-from ..data.slices import load_split
+from ..data.dataset import load_split
 from ..errors import CheckpointError, DataError, cli
 from ..realism.scoring import load_real, read_folder, realism_scores
 from ..runtime import pick_device

@@ -17,7 +17,7 @@ import torch
 from ..checkpoint import file_hash
 from ..common import SPLITS, atomic_write, evenly_spaced
 from ..config import Config
-from ..data.slices import load_split, resolve_data_dir
+from ..data.dataset import load_split, resolve_data_dir
 from ..model.inference import encode
 
 __all__ = ["split_codes", "all_codes", "slice_bins", "condition_labels"]

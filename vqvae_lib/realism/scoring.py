@@ -14,7 +14,7 @@ import torch
 
 from ..common import write_json
 from ..data.files import read_image
-from ..data.slices import load_split, resolve_data_dir
+from ..data.dataset import load_split, resolve_data_dir
 from ..errors import DataError
 from ..model.inference import encode
 from .metrics import nearest_neighbours, realism_metrics
