@@ -20,8 +20,8 @@ from data_fixtures import make_oasis
 from PIL import Image
 
 from vqvae_lib.course import report as R
-from vqvae_lib.data import demo as DM
 from vqvae_lib.data import dataset as D
+from vqvae_lib.data import demo as DM
 from vqvae_lib.data.convert import main as slices_main
 from vqvae_lib.errors import OutputFolderError
 from vqvae_lib.evaluate import predict as P

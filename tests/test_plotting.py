@@ -13,8 +13,8 @@ from data_fixtures import make_oasis  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from vqvae_lib import viz as V  # noqa: E402
-from vqvae_lib.data import figures as P  # noqa: E402
 from vqvae_lib.data import dataset as D  # noqa: E402
+from vqvae_lib.data import figures as P  # noqa: E402
 
 
 def test_to_images_accepts_tensors_and_uint8():

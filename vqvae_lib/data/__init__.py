@@ -2,7 +2,6 @@
 (``files``, ``slices``), the synthetic demo subjects (``demo``) and the exploration figures
 (``figures``, imported on its own: ``from vqvae_lib.data import figures``)."""
 
-from .files import DataWarning, list_split, read_image, read_mask, split_subjects
 from .dataset import (
     SliceSet,
     describe_source,
@@ -12,6 +11,7 @@ from .dataset import (
     resolve_data_dir,
     subject_overlap,
 )
+from .files import DataWarning, list_split, read_image, read_mask, split_subjects
 
 __all__ = ["DataWarning", "SliceSet", "describe_source", "folder_tree", "list_split", "load_split",
            "load_splits", "read_image", "read_mask", "resolve_data_dir", "split_subjects",

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from ..common import write_json
-from ..data.files import read_image
 from ..data.dataset import load_split, resolve_data_dir
+from ..data.files import read_image
 from ..errors import DataError
 from ..model.inference import encode
 from .metrics import nearest_neighbours, realism_metrics
