@@ -62,13 +62,12 @@ echo "sample_seconds $(( $(date +%s) - t0 ))"
 "$PY" - "$RUN_DIR/samples" "$DEST/samples_$PRESET.png" <<'EOF'
 import sys
 from pathlib import Path
+import torch
 from PIL import Image
+from torchvision.transforms.functional import pil_to_tensor
+from torchvision.utils import save_image
 paths = sorted(Path(sys.argv[1]).glob("sample_*.png"))[:16]
-tiles = [Image.open(p) for p in paths]
-w, h = tiles[0].size
-sheet = Image.new("L", (4 * w, 4 * h))
-for i, t in enumerate(tiles):
-    sheet.paste(t, ((i % 4) * w, (i // 4) * h))
-sheet.save(sys.argv[2])
+tiles = torch.stack([pil_to_tensor(Image.open(p)).float() / 255 for p in paths])
+save_image(tiles, sys.argv[2], nrow=4, padding=2)          # a 4x4 contact sheet
 EOF
 stamp "done"
