@@ -185,7 +185,7 @@ def test_debug_shows_the_traceback(monkeypatch):
 @pytest.mark.parametrize("module, function, argv", [
     ("vqvae_lib.evaluate.score", "evaluate_checkpoint", ["--checkpoint", "x.pt"]),
     ("vqvae_lib.evaluate.predict", "predict", ["--checkpoint", "x.pt"]),
-    ("vqvae_lib.data.demo", "generate", []),
+    ("vqvae_lib.data.demo", "build_demo", []),
     ("vqvae_lib.course.runner", "run_all", ["--preset", "smoke"]),
 ])
 def test_every_cli_turns_an_os_error_into_one_line(module, function, argv, monkeypatch, capsys):
