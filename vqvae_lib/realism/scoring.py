@@ -187,7 +187,7 @@ def realism_verdict(scores: dict) -> list[str]:
     out = []
     for key, what in (("one_nn_shape", "shape"), ("one_nn_intensity", "intensity")):
         g, f = scores[key]["generated"], scores[key]["floor"]
-        out.append(f"1-NN on {what}: {g:.2f} (real vs real {f:.2f}; target <= {TARGETS[key]:.2f}: "
+        out.append(f"1-NN on {what}: {g:.3f} (real vs real {f:.3f}; target <= {TARGETS[key]:.2f}: "
                    f"{'met' if g <= TARGETS[key] else 'NOT met'}). A nearest-neighbour rule tells "
                    f"samples from real slices in {g:.0%} of cases.")
     for tissue, v in scores.get("tissue_w1", {}).items():
