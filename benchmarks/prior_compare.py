@@ -10,8 +10,10 @@
 Every prior trains on the codes of the same VQ-VAE (``<run-dir>/checkpoints/best.pt``) in a
 scratch folder (``--scratch``), so the run's own prior is never touched. **Equal minutes** means
 equal optimiser steps at this machine's *measured* speed: each option first times a few steps
-(``--calib-steps``), then trains ``minutes x 60 x steps per second`` steps. A busy machine then
-takes longer but trains the same model a quiet one would in those minutes. Each prior draws
+(``--calib-steps``, after ten warm-up steps), then trains ``minutes x 60 x steps per second``
+steps. A busy machine then takes longer but trains the same model a quiet one would in those
+minutes. The rate is that of the bare optimiser step: inside the training loop (batches,
+validation) the notebook's prior runs about a quarter fewer steps in the same minutes. Each prior draws
 ``-n`` slices at temperature 1 (its own distribution: no top-k, no top-p, nothing redrawn) and is
 scored against the test split with :mod:`vqvae_lib.realism` (every metric beside its floor).
 """
@@ -55,8 +57,8 @@ def steps_per_second(overrides: dict, cfg, steps: int) -> float:
     x = torch.randint(0, cfg.codebook_size, (cfg.prior_batch_size, g, g))
     y = torch.randint(0, max(cfg.prior_cond_bins, 1), (len(x),)) if cfg.prior_cond_bins else None
     amp = autocast_dtype(cfg.prior_precision, "cpu")
-    for i in range(steps + 2):
-        if i == 2:
+    for i in range(steps + 10):
+        if i == 10:                       # after a warm-up (the first bf16 steps are slow)
             t0 = time.perf_counter()
         with autocast("cpu", amp):
             loss = prior.training_loss(x, y)
@@ -105,7 +107,10 @@ def main() -> None:
     p.add_argument("--minutes", nargs="+", type=float, default=[2.0])
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("-n", type=int, default=64, help="samples per prior")
-    p.add_argument("--calib-steps", type=int, default=20)
+    p.add_argument("--calib-steps", type=int, default=40)
+    p.add_argument("--steps-per-second", nargs="*", default=[], metavar="OPTION=RATE",
+                   help="use these rates instead of measuring (e.g. the ones of an earlier run, "
+                        "so that its minutes and these are the same steps)")
     p.add_argument("--scratch", default="/tmp/prior_compare")
     p.add_argument("--out", required=True)
     p.add_argument("--sheet", default=None, help="PNG contact sheet (first seed of each row)")
@@ -116,7 +121,9 @@ def main() -> None:
     vqvae, cfg, _ = load_model(checkpoint)
     real = load_real(args.data_dir, cfg.image_size, run_dir, verbose=False)
     base = get_config(cfg.preset)
-    rates = {o: steps_per_second(OPTIONS[o], base, args.calib_steps) for o in args.options}
+    given = {k: float(v) for k, v in (a.split("=") for a in args.steps_per_second)}
+    rates = {o: given.get(o) or steps_per_second(OPTIONS[o], base, args.calib_steps)
+             for o in args.options}
     print("steps per second:", {o: round(r, 2) for o, r in rates.items()}, flush=True)
     results, sheet = [], []
     for option in args.options:
