@@ -590,3 +590,13 @@ def test_the_model_that_samples_is_the_model_whose_nll_is_reported(tiny_run):
                           generator=torch.Generator().manual_seed(5))
     assert torch.equal(out["codes"], direct) and len(out["images"]) == 6
     assert torch.allclose(out["images"], decode(vqvae, direct))
+
+
+@pytest.mark.parametrize("kind", ["pixelcnn", "transformer"])
+def test_sampling_restores_training_mode_and_threads(kind):
+    torch.manual_seed(0)
+    model = (GatedPixelCNN(6, 8, 2, grid_size=SHAPE) if kind == "pixelcnn"
+             else CodeTransformer(6, 8, 2, heads=2, grid_size=SHAPE)).train()
+    threads = torch.get_num_threads()
+    model.sample(2, SHAPE)
+    assert model.training and torch.get_num_threads() == threads

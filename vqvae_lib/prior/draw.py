@@ -4,13 +4,15 @@ from logits (temperature per sample, greedy rows at temperature 0, reproducible 
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["CodePrior", "sampling_temperatures", "draw_codes", "nll_bits", "start_at_unigram"]
+__all__ = ["CodePrior", "sampling_temperatures", "sampling_mode", "draw_codes", "nll_bits",
+           "start_at_unigram"]
 
 
 def sampling_temperatures(temperature, n: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -30,6 +32,26 @@ def sampling_temperatures(temperature, n: int, device) -> tuple[torch.Tensor, to
         raise ValueError(f"temperature must be a finite number >= 0 (0 = most likely code), "
                          f"got {temps.tolist()}")
     return temps.clamp_min(1e-6)[:, None], temps <= 0
+
+
+@contextlib.contextmanager
+def sampling_mode(prior):
+    """Around a sampling loop: the prior in eval mode and, on a CPU, one thread (thousands of tiny
+    steps: thread hand-offs cost more than they save, and are ruinous when other jobs share the
+    cores); both restored afterwards.
+
+    Args:
+        prior: the prior about to sample.
+    """
+    was_training, threads = prior.training, torch.get_num_threads()
+    prior.eval()
+    if next(prior.parameters()).device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        prior.train(was_training)
+        torch.set_num_threads(threads)
 
 
 def draw_codes(logits: torch.Tensor, temps: torch.Tensor, greedy: torch.Tensor,

@@ -41,7 +41,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..common import progress as progress_bar
-from .draw import CodePrior, draw_codes, sampling_temperatures
+from .draw import CodePrior, draw_codes, sampling_mode, sampling_temperatures
 
 __all__ = ["GatedPixelCNN", "GatedLayer", "VerticalConv", "HorizontalConv", "down_shift",
            "right_shift", "gate", "MaskedConv2d", "plain_pixelcnn"]
@@ -241,19 +241,10 @@ class GatedPixelCNN(CodePrior):
         y = None if y is None else torch.as_tensor(y, device=device).reshape(-1).expand(n)
         biases = self._biases(y)
         codes = torch.zeros(n, h, w, dtype=torch.long, device=device)
-        was_training, threads = self.training, torch.get_num_threads()
-        self.eval()
-        if device.type == "cpu":  # thousands of tiny steps: thread hand-offs cost more than they
-            torch.set_num_threads(1)  # save (and are ruinous when other jobs share the cores)
-        rows = range(h)
-        if progress:
-            rows = progress_bar(rows, desc="sampling rows", leave=False)
-        try:
-            for i in rows:
+        rows = progress_bar(range(h), desc="sampling rows", leave=False, disable=not progress)
+        with sampling_mode(self):
+            for i in rows:                          # raster order: row by row, left to right
                 self._sample_row(codes, i, biases, temps, greedy, generator)
-        finally:
-            self.train(was_training)
-            torch.set_num_threads(threads)
         return codes  # (n, h, w)
 
     def _sample_row(self, codes, i, biases, temps, greedy, generator) -> None:

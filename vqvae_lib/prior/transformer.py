@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..common import progress as progress_bar
-from .draw import CodePrior, draw_codes, sampling_temperatures
+from .draw import CodePrior, draw_codes, sampling_mode, sampling_temperatures
 
 __all__ = ["CodeTransformer", "Block"]
 
@@ -135,13 +135,9 @@ class CodeTransformer(CodePrior):
         temps, greedy = sampling_temperatures(temperature, n, device)
         codes = torch.zeros(n, h * w, dtype=torch.long, device=device)
         caches: list[list] = [[] for _ in self.blocks]
-        was_training, threads = self.training, torch.get_num_threads()
-        self.eval()
-        if device.type == "cpu":   # thousands of tiny steps: one thread is faster on small CPUs
-            torch.set_num_threads(1)
         x = self._start(n, y, device)                                        # (n, 1, C)
         rows = progress_bar(range(h), desc="sampling rows", leave=False, disable=not progress)
-        try:
+        with sampling_mode(self):
             for i in rows:
                 for j in range(w):
                     t = i * w + j
@@ -151,7 +147,4 @@ class CodeTransformer(CodePrior):
                     logits = self.head(self.ln(z))[:, -1]                    # (n, K)
                     codes[:, t] = draw_codes(logits, temps, greedy, generator)
                     x = self.embed(codes[:, t])[:, None]                     # next input
-        finally:
-            self.train(was_training)
-            torch.set_num_threads(threads)
         return codes.reshape(n, h, w)
