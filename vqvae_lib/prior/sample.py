@@ -8,8 +8,6 @@ so a set of samples covers the head from bottom to top as a set of real slices d
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
 from pathlib import Path
 
@@ -17,8 +15,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..common import atomic_write, atomic_write_text
+from ..common import atomic_write
 from ..errors import DataError
+from ..folders import FILES_MADE, replace_folder
 from ..model.inference import decode
 
 __all__ = ["default_labels", "check_labels", "generate", "write_samples", "SAMPLE_MANIFEST"]
@@ -95,8 +94,9 @@ def generate(prior, vqvae, n: int, temperature=1.0, labels=None, seed: int = 0,
 def write_samples(images: torch.Tensor, codes: torch.Tensor, out_dir, about: dict | None = None
                   ) -> list[Path]:
     """Write one sampling as a folder: ``sample_000.png`` ... (8-bit grey), ``codes.npy`` (n, h, w)
-    int16 and ``samples.json`` (what made them). The folder is built beside ``out_dir`` and swapped
-    in whole, so it never mixes two samplings; a folder holding other files is refused.
+    int16 and ``samples.json`` (what made them), built beside ``out_dir`` and swapped in whole
+    (:func:`vqvae_lib.folders.replace_folder`), so it never mixes two samplings; a folder holding
+    files that sampling did not write is refused, naming one.
 
     Args:
         images: (n, 1, H, W) float in [0, 1].
@@ -108,34 +108,26 @@ def write_samples(images: torch.Tensor, codes: torch.Tensor, out_dir, about: dic
         the PNG paths.
     """
     out_dir = Path(out_dir)
-    if out_dir.exists():
-        if not out_dir.is_dir():
-            raise DataError(f"{out_dir} is a file; choose a folder for the samples.")
-        foreign = [p.name for p in out_dir.iterdir() if not _ours(p.name)]
-        if foreign or (any(out_dir.iterdir()) and not (out_dir / SAMPLE_MANIFEST).is_file()):
-            raise DataError(f"{out_dir} holds files that sampling did not write "
-                            f"({', '.join(sorted(foreign)[:3]) or 'no ' + SAMPLE_MANIFEST}); "
-                            f"choose an empty or new folder for the samples.")
-    tmp = out_dir.parent / f".{out_dir.name}.writing"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    foreign = sorted(p.name for p in out_dir.iterdir() if not _ours(p.name)) \
+        if out_dir.is_dir() else []
+    if foreign:
+        raise DataError(f"{out_dir} holds files that sampling did not write ({', '.join(foreign[:3])}); "
+                        f"choose an empty or new folder for the samples.")
     pixels = (images[:, 0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()  # (n, H, W)
-    for i, p in enumerate(pixels):
-        atomic_write(tmp / f"sample_{i:03d}.png",
-                     lambda f, p=p: Image.fromarray(p, mode="L").save(f, format="PNG"))
-    atomic_write(tmp / "codes.npy", lambda f: np.save(f, codes.numpy().astype(np.int16)))
-    atomic_write_text(tmp / SAMPLE_MANIFEST, json.dumps({"n": len(pixels), **(about or {})},
-                                                        indent=1) + "\n")
-    old = out_dir.parent / f".{out_dir.name}.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if out_dir.exists():
-        out_dir.rename(old)
-    tmp.rename(out_dir)
-    shutil.rmtree(old, ignore_errors=True)
-    return [out_dir / f"sample_{i:03d}.png" for i in range(len(pixels))]
+
+    def build(tmp: Path) -> dict:
+        for i, p in enumerate(pixels):
+            atomic_write(tmp / f"sample_{i:03d}.png",
+                         lambda f, p=p: Image.fromarray(p, mode="L").save(f, format="PNG"))
+        atomic_write(tmp / "codes.npy", lambda f: np.save(f, codes.numpy().astype(np.int16)))
+        return {"n": len(pixels), **(about or {})}
+
+    out = replace_folder(out_dir, build, SAMPLE_MANIFEST, force=True, command="prior sample",
+                         option="--out-dir", what="a folder of samples")
+    return [out / f"sample_{i:03d}.png" for i in range(len(pixels))]
 
 
 def _ours(name: str) -> bool:
     """A file name :func:`write_samples` writes."""
-    return name in ("codes.npy", SAMPLE_MANIFEST) or (name.startswith("sample_")
+    return name in ("codes.npy", SAMPLE_MANIFEST, FILES_MADE) or (name.startswith("sample_")
                                                        and name.endswith(".png"))
