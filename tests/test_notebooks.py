@@ -5,9 +5,11 @@ import json
 import nbformat
 import pytest
 
-from vqvae_lib.course.runner import SHARED_PARAMETERS, NotebookFailed, notebook_paths, run_notebook
+from vqvae_lib.course.runner import (SHARED_PARAMETERS, NotebookFailed, appendix_paths, notebook_paths,
+                                     run_notebook)
 
 NOTEBOOKS = notebook_paths()
+APPENDICES = appendix_paths()
 
 
 def test_there_are_numbered_notebooks():
@@ -17,7 +19,7 @@ def test_there_are_numbered_notebooks():
     assert len({n[:2] for n in names}) == len(names), f"duplicate numbers in {names}"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", NOTEBOOKS + APPENDICES, ids=lambda p: p.name)
 def test_committed_without_outputs(path):
     nb = json.loads(path.read_text())
     dirty = [i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code"
@@ -25,7 +27,7 @@ def test_committed_without_outputs(path):
     assert not dirty, f"{path.name}: code cells {dirty} carry outputs; clear them before committing"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", NOTEBOOKS + APPENDICES, ids=lambda p: p.name)
 def test_parameters_cell_has_the_shared_names(path):
     nb = nbformat.read(path, as_version=4)
     cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
@@ -71,3 +73,14 @@ def test_notebook_runs_under_smoke_preset(path, tmp_path_factory):
         raise
     executed = nbformat.read(out, as_version=4)
     assert any(c.get("outputs") for c in executed.cells if c.cell_type == "code")
+
+
+@pytest.mark.slow
+def test_the_appendix_runs_on_its_own_and_run_all_leaves_it_out(tmp_path):
+    """Notebook 01's volume conversion moved to an appendix: it must still run (on the shared
+    FreeSurfer subject, or the demo's template), and ``make run-all`` must not run it."""
+    (appendix,) = [p for p in APPENDICES if p.name == "appendix_own_volumes.ipynb"]
+    assert appendix not in NOTEBOOKS
+    out = run_notebook(appendix, "smoke", tmp_path / "run")
+    assert (tmp_path / "run" / "figures" / "appendix_own_volume.png").is_file()
+    assert any(c.get("outputs") for c in nbformat.read(out, as_version=4).cells if c.cell_type == "code")

@@ -22,9 +22,9 @@ import re
 import nbformat
 import pytest
 
-from vqvae_lib.course.runner import notebook_paths
+from vqvae_lib.course.runner import appendix_paths, notebook_paths
 
-NOTEBOOKS = notebook_paths()
+NOTEBOOKS = notebook_paths() + appendix_paths()
 
 RUN_NUMBER = re.compile(
     r"(?<![\w.])(?:"

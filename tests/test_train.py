@@ -18,6 +18,7 @@ from vqvae_lib.config import get_config
 from vqvae_lib.errors import CheckpointError, RunFolderBusy, TrainingError
 from vqvae_lib.paths import repo_root
 from vqvae_lib.train import History, lr_factor, train
+from vqvae_lib.train.budget import plan_epochs
 from vqvae_lib.train.cli import parse_cli as _parse_cli
 
 TIMING_KEYS = {"seconds", "epoch_seconds", "train_seconds", "images_per_s"}
@@ -132,6 +133,16 @@ def test_lr_schedules():
     step = get_config("reference", lr=1.0)
     assert lr_factor(step, 0, 9, 100) == 1.0 and lr_factor(step, 0, 10, 100) == pytest.approx(0.9)
 
+
+
+def test_the_epoch_plan_spends_the_time_budget():
+    """With 49 s left and epochs of about 24 s, two more fit: one slow epoch (26.6 s) must not
+    cost a whole epoch of the budget (it did: the plan took the slowest, and ran 10 % short)."""
+    cfg = get_config("cpu", max_minutes=4.5, epochs=30)
+    assert plan_epochs(cfg, 9, 30, 270 - 49, [26.6, 23.7, 23.4]) == 11
+    assert plan_epochs(cfg, 9, 10, 270 - 49, [24.0, 24.0, 24.0]) == 10       # never raised
+    assert plan_epochs(cfg, 9, 30, 270 + 5, [24.0]) == 9                      # never below done
+    assert plan_epochs(get_config("cpu", max_minutes=0, epochs=30), 3, 30, 9e9, [24.0]) == 30
 
 def test_cli_overrides():
     args, over = _parse_cli(["--preset", "smoke", "--epochs", "3", "--batch-size=4", "--resume"])

@@ -19,7 +19,7 @@ from ..errors import DataError, cli
 from ..paths import repo_root, run_dir_for
 from ..runlock import run_lock
 
-__all__ = ["run_all", "run_notebook", "notebook_paths", "caller_path", "NotebookFailed", "main"]
+__all__ = ["run_all", "run_notebook", "notebook_paths", "appendix_paths", "caller_path", "NotebookFailed", "main"]
 
 SHARED_PARAMETERS = ("preset", "data_dir", "run_dir", "seed")
 
@@ -32,6 +32,12 @@ def notebook_paths(folder: Path | None = None) -> list[Path]:
     """``notebooks/[0-9][0-9]_*.ipynb`` in order."""
     folder = folder or repo_root() / "notebooks"
     return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+
+
+def appendix_paths(folder: Path | None = None) -> list[Path]:
+    """``notebooks/appendix_*.ipynb``: read beside a lab, never run by ``make run-all``."""
+    folder = folder or repo_root() / "notebooks"
+    return sorted(folder.glob("appendix_*.ipynb"))
 
 
 def _failing_cell(executed: Path) -> tuple[int | None, str]:

@@ -9,6 +9,7 @@ high learning rate.
 from __future__ import annotations
 
 import math
+import statistics
 import time
 
 import torch
@@ -61,16 +62,21 @@ def plan_epochs(cfg: Config, epoch: int, planned: int, elapsed: float,
                 recent_epoch_seconds: list[float]) -> int:
     """How many epochs fit into ``max_minutes``: the cosine then ends when time does.
 
+    The typical recent epoch (the median of the last few, so one slow epoch does not cost a whole
+    epoch of the budget) sets the pace. Should the last epoch run slower than that, the budget
+    check inside the epoch ends it a few steps early, when the learning rate is already near the
+    end of its cosine.
+
     Args:
         cfg: uses ``max_minutes`` (0 = no budget: ``planned`` is returned).
         epoch: epochs done so far.
         planned: the current plan (never raised here).
         elapsed: seconds used so far (training and validation, over all sessions).
-        recent_epoch_seconds: durations of the last epochs; the slowest is assumed (cautious).
+        recent_epoch_seconds: durations of the last epochs (validation included).
     """
     if cfg.max_minutes <= 0 or not recent_epoch_seconds:
         return planned
-    per_epoch = max(max(recent_epoch_seconds), 1e-9)
+    per_epoch = max(statistics.median(recent_epoch_seconds), 1e-9)
     fit = epoch + int((cfg.max_minutes * 60 - elapsed) // per_epoch)
     return max(epoch, min(planned, fit))
 

@@ -37,7 +37,7 @@ from .history import epoch_row, format_row
 from .trainer import Trainer
 from .validate import nonfinite_metrics, validate
 
-__all__ = ["TrainResult", "train_step", "run_epoch", "fit"]
+__all__ = ["TrainResult", "train_step", "guarded_forward", "check_step", "run_epoch", "fit"]
 
 
 @dataclass
@@ -68,8 +68,8 @@ def _stop(tr: Trainer, what: str, epoch: int, step: int) -> TrainingError:
 def train_step(tr: Trainer, x: torch.Tensor, lr: float) -> dict[str, float]:
     """One optimizer step on the batch ``x`` (B, 1, H, W) in [0, 1]; returns the loss terms.
 
-    Nothing moves when a value is not finite: the quantizer's input is checked before its EMA
-    update (``guard``), the loss terms and the gradient norm before the optimizer step.
+    This is the learning; the engineering around it (mixed precision, the finite checks) lives in
+    :func:`guarded_forward` and :func:`check_step`, so that nothing moves when a value is not finite.
 
     Args:
         tr: the trainer (model, optimizer, scaler).
@@ -78,21 +78,38 @@ def train_step(tr: Trainer, x: torch.Tensor, lr: float) -> dict[str, float]:
     """
     for g in tr.optimizer.param_groups:
         g["lr"] = lr
+    out = guarded_forward(tr, x)                  # encoder -> nearest code (EMA update) -> decoder
+    tr.optimizer.zero_grad(set_to_none=True)
+    tr.scaler.scale(out.loss.float()).backward()  # gradients of the VQ-VAE loss (fp16: scaled)
+    terms = check_step(tr, out)                   # stops if a loss or the gradient is not finite
+    tr.scaler.step(tr.optimizer)                  # optimizer.step() (fp16: unscaled, or skipped)
+    tr.scaler.update()
+    return terms
+
+
+def guarded_forward(tr: Trainer, x: torch.Tensor):
+    """The model's forward pass under the run's autocast; a non-finite quantizer input stops the
+    run before the EMA codebook update could spread it (``guard``)."""
     try:
         with tr.autocast():
-            out = tr.net(x)                         # encoder -> quantizer (EMA update) -> decoder
+            return tr.net(x)
     except NonFiniteInput as e:
         raise _stop(tr, str(e), tr.state.epoch + 1, tr.state.step + 1) from None
-    loss = out.loss.float()
-    tr.optimizer.zero_grad(set_to_none=True)
-    tr.scaler.scale(loss).backward()
+
+
+def check_step(tr: Trainer, out) -> dict[str, float]:
+    """Unscale (fp16), clip, and check the loss terms and the gradient norm before the optimizer
+    moves anything; returns the loss terms for the log.
+
+    One device->host copy per step carries the loss terms and the gradient norm; under
+    ``torchrun`` all processes agree to stop.
+    """
     tr.scaler.unscale_(tr.optimizer)                # true gradients (a no-op without fp16)
     if tr.cfg.grad_clip > 0:
         gnorm = torch.nn.utils.clip_grad_norm_(tr.params, tr.cfg.grad_clip)
     else:
         gnorm = torch.nn.utils.get_total_norm([p.grad for p in tr.params if p.grad is not None])
-    # one device->host copy per step: the loss terms for the log, and the finite check
-    values = torch.stack([loss.detach(), *(v.detach().float() for v in out.losses.values()),
+    values = torch.stack([out.loss.detach().float(), *(v.detach().float() for v in out.losses.values()),
                           gnorm.float()]).tolist()
     terms = dict(zip(("loss", *out.losses), values[:-1], strict=True))
     bad_grad = not math.isfinite(values[-1]) and not tr.scaler.is_enabled()   # fp16: scaler skips
@@ -100,8 +117,6 @@ def train_step(tr: Trainer, x: torch.Tensor, lr: float) -> dict[str, float]:
     if bad:
         raise _stop(tr, f"Non-finite loss or gradient (loss terms {terms}, gradient norm "
                         f"{values[-1]})", tr.state.epoch + 1, tr.state.step + 1)
-    tr.scaler.step(tr.optimizer)
-    tr.scaler.update()
     return terms
 
 
