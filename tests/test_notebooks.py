@@ -5,8 +5,13 @@ import json
 import nbformat
 import pytest
 
-from vqvae_lib.course.runner import (SHARED_PARAMETERS, NotebookFailed, appendix_paths, notebook_paths,
-                                     run_notebook)
+from vqvae_lib.course.runner import (
+    SHARED_PARAMETERS,
+    NotebookFailed,
+    appendix_paths,
+    notebook_paths,
+    run_notebook,
+)
 
 NOTEBOOKS = notebook_paths()
 APPENDICES = appendix_paths()
