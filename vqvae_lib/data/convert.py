@@ -198,7 +198,7 @@ def convert(src, out, size: int = 256, n_slices: int = N_SLICES, z_range=Z_RANGE
 
 
 def example_volumes(folder) -> Path:
-    """A folder with one T1 volume and its labels, for notebook 01's "bring your own volumes".
+    """A folder with one T1 volume and its labels, for `notebooks/appendix_own_volumes.ipynb`.
 
     The real FreeSurfer subject in ``../shared/volumes`` (or ``$VQVAE_SHARED_DIR/volumes``)
     when it exists; else the demo's MNI152 template (Fonov et al., 2011) written to ``folder``
