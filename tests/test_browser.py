@@ -203,3 +203,83 @@ def test_widgets_work_in_jupyterlab(live: LiveNotebook, run_dir, tmp_path):
               "total_s": round(time.monotonic() - t0, 1)}      # seconds since the test began
     (out / "result.json").write_text(json.dumps({"moves": moves, **timing}, indent=1))
     print(f"{live.name}: {len(moves)} moves, min change {min(moves.values()):.1%}, {timing}")
+
+
+# ---- the student edition, as a student meets it ----------------------------------------------
+_JS_CELL = """(i) => {
+  const c = window.jupyterapp.shell.currentWidget.content.widgets[i];
+  const text = c.model.outputs.toJSON().map(o => o.text || (o.data && o.data['text/plain']) ||
+                                              `${o.ename}: ${o.evalue}`).join('');
+  return {count: c.model.executionCount, source: c.model.sharedModel.getSource(), text,
+          error: c.model.outputs.toJSON().some(o => o.output_type === 'error'),
+          editable: c.model.getMetadata('editable'), readOnly: c.readOnly};
+}"""
+_JS_RUN = """([i, command]) => {
+  const panel = window.jupyterapp.shell.currentWidget;
+  panel.content.activeCellIndex = i;
+  return window.jupyterapp.commands.execute(command);
+}"""
+
+
+def test_a_student_fills_a_blank_in_jupyterlab(tmp_path):
+    """``make student``'s notebook 02 in JupyterLab: run up to the first blank; its check cell is
+    read-only and fails in plain words; paste the reference solution into the blank, run it and
+    the check again: the check passes. Screenshots of both go to ``runs/browser/student/``."""
+    from playwright.sync_api import sync_playwright
+
+    from vqvae_lib.course.student import exercises, write_student_edition
+
+    book = repo_root() / "notebooks" / "02_model_building.ipynb"
+    (student,) = write_student_edition(tmp_path / "student", [book])
+    lab_root = tmp_path / "lab"
+    lab_root.mkdir()
+    copy = injected_copy(student, lab_root, preset="smoke", data_dir=str(resolve_data_dir(None)[0]),
+                         run_dir=str(tmp_path / "run"), seed=0)
+    cells = nbformat.read(copy, as_version=4).cells
+    ids = [c.metadata.get("nbgrader", {}).get("grade_id") for c in cells]
+    blank, check = ids.index("nearest_code"), ids.index("check_nearest_code")
+    assert check == blank + 1 and "NotImplementedError" in cells[blank].source
+    solution = exercises(nbformat.read(book, as_version=4))[0].solution
+    out = artifacts_dir("student")
+    with JupyterLab(lab_root, tmp_path / "jupyterlab.log", pythonpath=str(repo_root())) as lab, \
+            sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        L = LabNotebook(page, lab, copy.name)
+
+        def run(i: int, command: str = "notebook:run-cell", watch: int | None = None) -> dict:
+            """Run ``command`` with cell ``i`` active; wait until cell ``watch`` (default ``i``)
+            has a new execution count and the kernel is idle."""
+            watch = i if watch is None else watch
+            before = page.evaluate(_JS_CELL, watch)["count"]
+            page.evaluate(_JS_RUN, [i, command])
+            L._wait(lambda s: s and s["kernel"] == "idle" and s["pending"] == 0
+                    and page.evaluate(_JS_CELL, watch)["count"] not in (None, before), 180,
+                    f"cell {watch} to run")
+            return page.evaluate(_JS_CELL, watch)
+
+        try:
+            L.open()
+            above = max(i for i, c in enumerate(cells[:blank]) if c.cell_type == "code")
+            assert not run(blank, "notebook:run-all-above", watch=above)["error"]   # set-up cells
+            first = run(blank)
+            assert first["error"] and "NotImplementedError" in first["text"], first
+            failing = run(check)
+            assert failing["editable"] is False and failing["readOnly"], "the check cell is editable"
+            assert failing["error"] and "`nearest_code` is not written yet" in failing["text"], failing
+            page.locator(".jp-Notebook .jp-Cell").nth(check).screenshot(path=str(out / "check_fails.png"))
+            editor = page.locator(".jp-Notebook .jp-Cell").nth(blank).locator(".cm-content")
+            editor.click()
+            page.keyboard.press("Control+a")
+            page.keyboard.insert_text(solution)                           # as a paste
+            assert page.evaluate(_JS_CELL, blank)["source"] == solution
+            assert not run(blank)["error"]
+            passing = run(check)
+            assert not passing["error"] and "all" in passing["text"] and "checks pass" in passing["text"], passing
+            page.locator(".jp-Notebook .jp-Cell").nth(check).screenshot(path=str(out / "check_passes.png"))
+            assert not lab.log_errors(), f"JupyterLab server log errors: {lab.log_errors()}"
+        except BaseException:
+            L.save_failure(out)
+            raise
+        finally:
+            browser.close()
