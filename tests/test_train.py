@@ -18,7 +18,7 @@ from vqvae_lib.config import get_config
 from vqvae_lib.errors import CheckpointError, RunFolderBusy, TrainingError
 from vqvae_lib.paths import repo_root
 from vqvae_lib.train import History, lr_factor, train
-from vqvae_lib.train.budget import plan_epochs
+from vqvae_lib.train.budget import MIN_LR_RATIO, plan_epochs
 from vqvae_lib.train.cli import parse_cli as _parse_cli
 
 TIMING_KEYS = {"seconds", "epoch_seconds", "train_seconds", "images_per_s"}
@@ -135,14 +135,35 @@ def test_lr_schedules():
 
 
 
-def test_the_epoch_plan_spends_the_time_budget():
-    """With 49 s left and epochs of about 24 s, two more fit: one slow epoch (26.6 s) must not
-    cost a whole epoch of the budget (it did: the plan took the slowest, and ran 10 % short)."""
+def test_the_epoch_estimate_follows_the_typical_epoch():
+    """With 49 s left and epochs of about 24 s, about three more (the last one cut short): one
+    slow epoch (26.6 s) must not skew the estimate; it never exceeds ``epochs``."""
     cfg = get_config("cpu", max_minutes=4.5, epochs=30)
-    assert plan_epochs(cfg, 9, 30, 270 - 49, [26.6, 23.7, 23.4]) == 11
-    assert plan_epochs(cfg, 9, 10, 270 - 49, [24.0, 24.0, 24.0]) == 10       # never raised
+    assert plan_epochs(cfg, 9, 30, 270 - 49, [26.6, 23.7, 23.4]) == 12
+    assert plan_epochs(cfg, 9, 10, 270 - 49, [24.0, 24.0, 24.0]) == 12        # may grow again
+    assert plan_epochs(get_config("cpu", max_minutes=4.5, epochs=10), 9, 30, 0, [24.0]) == 10
     assert plan_epochs(cfg, 9, 30, 270 + 5, [24.0]) == 9                      # never below done
     assert plan_epochs(get_config("cpu", max_minutes=0, epochs=30), 3, 30, 9e9, [24.0]) == 30
+
+
+def test_a_budgeted_cosine_follows_the_clock():
+    cfg = get_config("smoke", lr=1.0, warmup_steps=10, scheduler="cosine", max_minutes=1)
+    assert lr_factor(cfg, 500, 3, 100, time_share=0.5) == pytest.approx(0.505)   # half-way
+    assert lr_factor(cfg, 500, 3, 100, time_share=1.2) == pytest.approx(MIN_LR_RATIO)
+    assert lr_factor(cfg, 4, 0, 100, time_share=0.0) == pytest.approx(0.5)       # warming up
+
+
+def test_a_budgeted_run_trains_until_time_is_up(data_dir, tmp_path):
+    """The budget is spent, not planned away: the run stops on the clock (its last epoch cut
+    short), not at the last epoch boundary an estimate said would fit (the first, slow epoch
+    made that estimate pessimistic, and it was never raised again)."""
+    budget = 0.05
+    result = train(_cfg(epochs=10_000, max_minutes=budget), data_dir=data_dir, run_dir=tmp_path,
+                   verbose=False)
+    assert result.stopped == "time budget"
+    assert result.history[-1]["seconds"] >= budget * 60
+    assert result.history[-1]["lr"] < 0.05 * _cfg().lr            # annealed when time ran out
+
 
 def test_cli_overrides():
     args, over = _parse_cli(["--preset", "smoke", "--epochs", "3", "--batch-size=4", "--resume"])

@@ -1,9 +1,9 @@
 """The learning-rate schedule, the wall-clock budget, and a plain-words plan of a run.
 
 Warm-up then cosine decay (Goyal et al. 2017, "Accurate, Large Minibatch SGD"; Loshchilov &
-Hutter 2017, "SGDR"). With ``max_minutes`` the cosine is fitted to the epochs the budget allows,
-re-estimated after every epoch, so a slow machine still anneals instead of being cut off at a
-high learning rate.
+Hutter 2017, "SGDR"). With ``max_minutes`` the cosine runs on the clock: its progress is the share
+of the budget used, so the learning rate reaches its floor exactly when time is up, on a fast
+machine or a slow one, and no minute of the budget is left unused.
 """
 
 from __future__ import annotations
@@ -38,18 +38,21 @@ def warmup_cosine(step: int, warmup_steps: int, done: float) -> float:
     return warm * (MIN_LR_RATIO + (1 - MIN_LR_RATIO) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
-def lr_factor(cfg: Config, step: int, epoch: int, total_steps: int) -> float:
+def lr_factor(cfg: Config, step: int, epoch: int, total_steps: int,
+              time_share: float | None = None) -> float:
     """Multiplier of ``cfg.lr`` at optimizer step ``step`` in epoch ``epoch`` (both 0-based).
 
     Args:
         cfg: uses ``warmup_steps``, ``scheduler`` and (StepLR) ``step_size``, ``gamma``.
         step: the optimizer step about to be taken.
         epoch: the current epoch.
-        total_steps: the steps the cosine spans (planned epochs x steps per epoch).
+        total_steps: the steps the cosine spans without a time budget (epochs x steps per epoch).
+        time_share: with a time budget, the share of it used so far: the cosine's progress.
     """
     warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps > 0 else 1.0
     if cfg.scheduler == "cosine":
-        done = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
+        done = (time_share if time_share is not None
+                else (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
         return warmup_cosine(step, cfg.warmup_steps, done)
     if cfg.scheduler == "step":                       # the reference: StepLR(step_size, gamma)
         return warm * cfg.gamma ** (epoch // cfg.step_size)
@@ -60,25 +63,25 @@ def lr_factor(cfg: Config, step: int, epoch: int, total_steps: int) -> float:
 
 def plan_epochs(cfg: Config, epoch: int, planned: int, elapsed: float,
                 recent_epoch_seconds: list[float]) -> int:
-    """How many epochs fit into ``max_minutes``: the cosine then ends when time does.
+    """About how many epochs ``max_minutes`` holds: the progress bar's total, re-estimated after
+    every epoch. It ends nothing: a budgeted run trains until time is up (the last epoch may be
+    cut short), and its cosine follows the clock (:func:`lr_factor`).
 
-    The typical recent epoch (the median of the last few, so one slow epoch does not cost a whole
-    epoch of the budget) sets the pace. Should the last epoch run slower than that, the budget
-    check inside the epoch ends it a few steps early, when the learning rate is already near the
-    end of its cosine.
+    The typical recent epoch (the median of the last few, so one slow epoch, such as the first
+    with its k-means start, does not skew it) sets the pace.
 
     Args:
-        cfg: uses ``max_minutes`` (0 = no budget: ``planned`` is returned).
+        cfg: uses ``max_minutes`` (0 = no budget: ``planned`` is returned) and ``epochs``.
         epoch: epochs done so far.
-        planned: the current plan (never raised here).
+        planned: the current estimate.
         elapsed: seconds used so far (training and validation, over all sessions).
         recent_epoch_seconds: durations of the last epochs (validation included).
     """
     if cfg.max_minutes <= 0 or not recent_epoch_seconds:
         return planned
     per_epoch = max(statistics.median(recent_epoch_seconds), 1e-9)
-    fit = epoch + int((cfg.max_minutes * 60 - elapsed) // per_epoch)
-    return max(epoch, min(planned, fit))
+    left = max(0.0, cfg.max_minutes * 60 - elapsed)
+    return max(epoch, min(cfg.epochs, epoch + math.ceil(left / per_epoch)))
 
 
 class Clock:

@@ -144,7 +144,8 @@ def run_epoch(tr: Trainer, clock: Clock) -> str | None:
     for b in bar:
         x = make_batch(images, mine[b * cfg.batch_size:(b + 1) * cfg.batch_size], tr.device,
                        cfg, tr.aug_gen)
-        lr = cfg.lr * lr_factor(cfg, st.step, st.epoch, total_steps)
+        share = clock.elapsed() / (cfg.max_minutes * 60) if cfg.max_minutes > 0 else None
+        lr = cfg.lr * lr_factor(cfg, st.step, st.epoch, total_steps, share)
         terms = train_step(tr, x, lr)
         st.step, st.batch_in_epoch = st.step + 1, b + 1
         for k, v in terms.items():
@@ -182,7 +183,7 @@ def fit(tr: Trainer, resume: bool = False, lock: bool = True) -> TrainResult:
         st, guard, stopped, clock = tr.state, guard_quantizer(tr.model), "completed", Clock(tr.state.elapsed)
         ebar = progress(total=st.planned_epochs, initial=st.epoch, desc="epochs", disable=not tr.verbose)
         try:
-            while st.epoch < st.planned_epochs:
+            while st.epoch < cfg.epochs:       # or until time is up (run_epoch says so)
                 t_epoch, n_before, train_before = time.perf_counter(), st.accum.get("n", 0), st.train_seconds
                 reason = run_epoch(tr, clock)
                 if reason == "interrupted" and st.batch_in_epoch < tr.steps_per_epoch:
@@ -198,13 +199,12 @@ def fit(tr: Trainer, resume: bool = False, lock: bool = True) -> TrainResult:
                 recent = [r["epoch_seconds"] for r in tr.history.rows[-3:]]
                 st.planned_epochs = broadcast_int(tr.dist, tr.device, plan_epochs(
                     cfg, st.epoch, st.planned_epochs, clock.elapsed(), recent))
+                ebar.total = st.planned_epochs                   # an estimate, for the bar
                 if reason is None and tr.stop_signal is not None:
                     reason = "interrupted"                        # the signal came during validation
                 if reason is not None:
                     stopped = reason
                     break
-                if st.epoch >= st.planned_epochs and st.planned_epochs < cfg.epochs:
-                    stopped = "time budget"
         finally:
             ebar.close()
             guard.remove()
