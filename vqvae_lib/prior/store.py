@@ -3,13 +3,10 @@ VQ-VAE whose codes a prior models.
 
 A prior checkpoint stores its kind and every architecture number (``hparams``), so loading it
 never consults a preset: a prior trained with 8 layers stays an 8-layer prior after the preset
-changes. Only a **new** prior takes its settings from the config (``prior_kind``,
-``prior_channels``, ``prior_layers``, ``prior_heads``, ``prior_cond_bins``).
-
-A prior is a model of *one* VQ-VAE's codes: decoded with another codebook its samples are noise.
-Its checkpoint therefore stores the VQ-VAE's content fingerprint (``vqvae_sha1``) and where the
-VQ-VAE was (relative to the run folder when it lies inside it, so a run folder can move);
-:func:`vqvae_for_prior` finds that VQ-VAE from any working directory and refuses another one.
+changes. It also stores the VQ-VAE's content fingerprint (``vqvae_sha1``) and where that VQ-VAE
+was (relative to the run folder when inside it, so a run folder can move): decoded with another
+codebook its samples are noise, so :func:`vqvae_for_prior` finds that VQ-VAE from any working
+directory and refuses another one.
 """
 
 from __future__ import annotations
@@ -19,14 +16,13 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import file_hash, find_checkpoint, load_checkpoint, load_model
+from ..checkpoint import file_hash, load_checkpoint, load_model
 from ..errors import CheckpointError
 from .pixelcnn import GatedPixelCNN
 from .transformer import CodeTransformer
 
 __all__ = ["PRIOR_KINDS", "PRIOR_CHECKPOINT_KIND", "build_prior", "rebuild_prior",
-           "prior_kind_of", "load_prior", "find_vqvae_checkpoint", "vqvae_reference",
-           "vqvae_for_prior"]
+           "prior_kind_of", "load_prior", "vqvae_reference", "vqvae_for_prior"]
 
 PRIOR_KINDS = {"pixelcnn": GatedPixelCNN, "transformer": CodeTransformer}
 """``prior_kind`` -> class. Both share ``forward(codes, y)``, ``nll_bits``, ``training_loss``,
@@ -44,15 +40,12 @@ def build_prior(cfg, n_classes: int = 0) -> torch.nn.Module:
             ``prior_layers``, ``prior_heads``, ``codebook_size``, ``latent_size``).
         n_classes: slice-position classes (``prior_cond_bins``; 0 = unconditional).
     """
-    grid = (cfg.latent_size, cfg.latent_size)
-    if cfg.prior_kind == "pixelcnn":
-        return GatedPixelCNN(cfg.codebook_size, channels=cfg.prior_channels,
-                             n_layers=cfg.prior_layers, n_classes=n_classes, grid_size=grid)
+    hparams = dict(num_codes=cfg.codebook_size, channels=cfg.prior_channels,
+                   n_layers=cfg.prior_layers, n_classes=n_classes,
+                   grid_size=(cfg.latent_size, cfg.latent_size))
     if cfg.prior_kind == "transformer":
-        return CodeTransformer(cfg.codebook_size, channels=cfg.prior_channels,
-                               n_layers=cfg.prior_layers, heads=cfg.prior_heads,
-                               n_classes=n_classes, grid_size=grid)
-    raise ValueError(f"Unknown prior_kind {cfg.prior_kind!r}; choose one of {sorted(PRIOR_KINDS)}")
+        hparams["heads"] = cfg.prior_heads
+    return rebuild_prior(cfg.prior_kind, hparams)
 
 
 def rebuild_prior(kind: str, hparams: dict) -> torch.nn.Module:
@@ -88,9 +81,9 @@ def load_prior(path, device="cpu") -> tuple[torch.nn.Module, dict]:
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"No prior checkpoint at {path}. Train one first: "
-                              f"`python -m vqvae_lib.prior train --checkpoint runs/<preset>/checkpoints/best.pt` "
-                              f"or run notebooks/06_prior_and_generation.ipynb.")
+        raise CheckpointError(f"No prior checkpoint at {path}. Train one first: `python -m "
+                              f"vqvae_lib.prior train --checkpoint runs/<preset>/checkpoints/"
+                              f"best.pt` or run notebooks/06_prior_and_generation.ipynb.")
     ckpt = load_checkpoint(path)
     extra = ckpt.get("extra", {})
     if extra.get("kind") not in (PRIOR_CHECKPOINT_KIND, "pixelcnn_prior"):
@@ -104,15 +97,6 @@ def load_prior(path, device="cpu") -> tuple[torch.nn.Module, dict]:
                               f"{str(e).splitlines()[0][:200]}). It was edited or written by "
                               f"another version; train a new prior.") from e
     return prior.to(device).eval(), ckpt
-
-
-def find_vqvae_checkpoint(run_dir) -> Path:
-    """``<run_dir>/checkpoints/best.pt``, or a CheckpointError saying how to make it.
-
-    Args:
-        run_dir: the run folder.
-    """
-    return find_checkpoint(run_dir, "best.pt", needed_for="the prior is fitted to its codes")
 
 
 def vqvae_reference(checkpoint, run_dir) -> str:
@@ -156,7 +140,8 @@ def vqvae_for_prior(prior_path, ckpt: dict, vqvae_path=None, device="cpu"):
         path = next((p for p in candidates if p.is_file()), candidates[0])
     if not path.is_file():
         raise CheckpointError(f"The VQ-VAE of the prior {prior_path} is not at {path}. Pass it "
-                              f"with --checkpoint (the checkpoints/best.pt the prior was trained on).")
+                              f"with --checkpoint (the checkpoints/best.pt the prior was trained "
+                              f"on).")
     want, have = extra.get("vqvae_sha1"), file_hash(path)
     if want and want != have:
         previous = path.parent / "previous" / "best.pt"
