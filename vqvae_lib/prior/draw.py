@@ -87,9 +87,8 @@ class CodePrior(nn.Module):
     def check_shape(self, shape) -> None:
         """Refuse a grid ``shape`` (h, w) other than ``grid_size`` (the position embedding has
         one entry per cell); a prior without one takes any shape."""
-        grid = getattr(self, "grid_size", None)
-        if shape is not None and grid is not None and tuple(shape) != tuple(grid):
-            raise ValueError(f"this prior was built for {tuple(grid)} code grids, "
+        if self.grid_size is not None and tuple(shape) != self.grid_size:
+            raise ValueError(f"this prior was built for {self.grid_size} code grids, "
                              f"got {tuple(shape)}")
 
     @torch.no_grad()

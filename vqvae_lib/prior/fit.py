@@ -1,18 +1,11 @@
 """Fit a prior to the code grids of a trained VQ-VAE and measure its likelihood.
 
-The VQ-VAE is frozen: every slice is encoded once (``codes``), and the prior then trains on
-integer grids only -- no images, no decoder -- which is what makes a two-stage model cheap. Its
-quality as a density model is the test negative log-likelihood in **bits per latent cell**, to
-compare with ``log2 K`` (every code equally likely) and with the entropy of the code histogram
-(codes independent of their neighbours). Whether its *samples* look real is another question,
-answered by :mod:`vqvae_lib.realism`.
-
-The training steps run in bf16 autocast where the hardware has it (``prior_precision``, see
-:func:`vqvae_lib.runtime.autocast_dtype`); the likelihoods that are reported (validation, test)
-are computed in fp32, by the very model that is later sampled. A rerun never loses a good prior:
-the new one trains in ``prior/candidate/``; of the old and the new (fitted to the same VQ-VAE) the
-one with the lower validation NLL becomes ``prior/best.pt`` and the other goes to
-``prior/previous/``.
+The VQ-VAE is frozen: every slice is encoded once (``codes``) and the prior trains on integer
+grids only -- no images, no decoder -- which is what makes a two-stage model cheap. Its quality as
+a density model is the test negative log-likelihood in **bits per latent cell**, beside
+:func:`baseline_bits`; whether its *samples* look real is :mod:`vqvae_lib.realism`'s question.
+Training steps run in bf16 autocast where the hardware has it (``prior_precision``); the reported
+likelihoods are fp32, of the very model that is later sampled.
 """
 
 from __future__ import annotations
@@ -114,9 +107,10 @@ class PriorRun:
 def train_prior(checkpoint, data_dir=None, run_dir=None, device=None, verbose: bool = True,
                 **overrides) -> PriorRun:
     """Train a new prior on the codes of ``checkpoint`` (a VQ-VAE best.pt), holding the run
-    folder's lock (one writer at a time, ``runlock.py``); writes ``<run_dir>/prior/``.
-
-    A new prior takes the ``prior_*`` settings of the VQ-VAE's preset as it is defined *now*.
+    folder's lock (one writer at a time, ``runlock.py``). A new prior takes the ``prior_*``
+    settings of the VQ-VAE's preset as it is defined *now*. A rerun never loses a good prior: the
+    new one trains in ``prior/candidate/``; of the old and the new (fitted to the same VQ-VAE) the
+    one with the lower validation NLL becomes ``prior/best.pt``, the other ``prior/previous/``.
 
     Args:
         checkpoint: the VQ-VAE checkpoint.
@@ -128,8 +122,7 @@ def train_prior(checkpoint, data_dir=None, run_dir=None, device=None, verbose: b
             ``prior_max_minutes``, ``prior_max_steps``, ``prior_precision``.
 
     Returns:
-        a :class:`PriorRun` for the prior that is ``prior/best.pt`` afterwards (the new one, or
-        the previous one if it predicts the validation codes better).
+        a :class:`PriorRun` for the prior that is ``prior/best.pt`` afterwards.
     """
     run_dir = Path(run_dir) if run_dir else Path(checkpoint).resolve().parent.parent
     with run_lock(run_dir, "prior training"):

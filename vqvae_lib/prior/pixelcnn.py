@@ -16,9 +16,6 @@ to right), ``p(c) = prod_i p(c_i | c_<i)``, sampled one cell at a time. Three id
    (see ``figures.receptive_fields``).
 3. **Gates.** Each layer computes ``tanh(W_f * x) * sigmoid(W_g * x)`` (like an LSTM gate),
    optionally with a class-dependent bias (here: the position of the slice in the brain).
-
-The square masked convolution of the first PixelCNN (:class:`MaskedConv2d`, at the end of this
-file) is kept to *show* the blind spot that the two stacks remove (notebook 06, section 2).
 """
 
 from __future__ import annotations
@@ -44,10 +41,8 @@ def right_shift(x: torch.Tensor) -> torch.Tensor:
 
 
 class VerticalConv(nn.Module):
-    """A ``(k//2 + 1) x k`` convolution whose output at row i sees input rows ``i-k//2 .. i``.
-
-    Equivalent to a k x k kernel with its bottom ``k//2`` rows masked out.
-    """
+    """A ``(k//2 + 1) x k`` convolution whose output at row i sees input rows ``i-k//2 .. i``: a
+    k x k kernel with its bottom ``k//2`` rows masked out."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int):
         super().__init__()
@@ -109,10 +104,8 @@ class GatedLayer(nn.Module):
 
 
 class GatedPixelCNN(CodePrior):
-    """Autoregressive model of ``(B, h, w)`` code grids with ``num_codes`` classes per cell.
-
-    ``forward(codes, y=None)`` returns logits ``(B, K, h, w)``: the logits at (i, j) depend only
-    on cells before (i, j) in raster order (and on the optional class label ``y``, shape (B,)).
+    """Autoregressive model of ``(B, h, w)`` code grids with ``num_codes`` classes per cell: the
+    logits at (i, j) depend only on cells before (i, j) in raster order (and on the class ``y``).
     The first layer uses a larger kernel (``first_kernel``) to grow the receptive field quickly.
 
     ``grid_size=(h, w)`` adds a learned **position embedding** to every cell's input. Convolutions
@@ -214,7 +207,7 @@ class GatedPixelCNN(CodePrior):
             codes[:, i, j] = draw(logits)
 
 
-# ---- the first PixelCNN's masked convolution, kept to show its blind spot -------------------
+# ---- the first PixelCNN's masked convolution, kept to show its blind spot (notebook 06) ------
 class MaskedConv2d(nn.Conv2d):
     """The *original* PixelCNN masked convolution (van den Oord et al. 2016, "Pixel Recurrent
     Neural Networks"): a square kernel multiplied by a raster-order mask. Type A zeroes the

@@ -25,8 +25,7 @@ __all__ = ["PRIOR_KINDS", "PRIOR_CHECKPOINT_KIND", "build_prior", "rebuild_prior
            "prior_kind_of", "load_prior", "vqvae_reference", "vqvae_for_prior"]
 
 PRIOR_KINDS = {"pixelcnn": GatedPixelCNN, "transformer": CodeTransformer}
-"""``prior_kind`` -> class. Both share ``forward(codes, y)``, ``nll_bits``, ``training_loss``,
-``prepare``, ``sample`` and ``hparams`` (:class:`~vqvae_lib.prior.draw.CodePrior`)."""
+"""``prior_kind`` -> class; both are a :class:`~vqvae_lib.prior.draw.CodePrior` with ``hparams``."""
 
 PRIOR_CHECKPOINT_KIND = "prior"
 """``extra["kind"]`` of a prior checkpoint (files of older versions say ``"pixelcnn_prior"``)."""
@@ -107,11 +106,8 @@ def vqvae_reference(checkpoint, run_dir) -> str:
         checkpoint: the VQ-VAE checkpoint.
         run_dir: the run folder the prior is written to.
     """
-    checkpoint, run_dir = Path(checkpoint).resolve(), Path(run_dir).resolve()
-    try:
-        return str(checkpoint.relative_to(run_dir))
-    except ValueError:
-        return str(checkpoint)
+    path, run_dir = Path(checkpoint).resolve(), Path(run_dir).resolve()
+    return str(path.relative_to(run_dir) if path.is_relative_to(run_dir) else path)
 
 
 def vqvae_for_prior(prior_path, ckpt: dict, vqvae_path=None, device="cpu"):
@@ -125,9 +121,8 @@ def vqvae_for_prior(prior_path, ckpt: dict, vqvae_path=None, device="cpu"):
         device: where to load it.
 
     Raises:
-        CheckpointError: the VQ-VAE cannot be found, or its content is not the one the prior
-            was fitted to (another run, or a VQ-VAE retrained since), naming both files and what
-            to do.
+        CheckpointError: the VQ-VAE is missing or of other content (another run, or retrained
+            since), naming both files and what to do.
     """
     extra = ckpt.get("extra", {})
     run_dir = Path(prior_path).resolve().parent.parent
