@@ -420,11 +420,11 @@ def test_python_m_prior_sample_reports_a_damaged_checkpoint_without_traceback(tm
 @pytest.mark.parametrize("kind", ["pixelcnn", "transformer"])
 def test_every_prior_kind_builds_from_the_smoke_config(kind):
     from vqvae_lib.config import get_config
-    from vqvae_lib.prior.store import build_prior, prior_kind_of
+    from vqvae_lib.prior.store import PRIOR_KINDS, build_prior
 
     cfg = get_config("smoke", prior_kind=kind, prior_heads=2)
     prior = build_prior(cfg, n_classes=2)
-    assert prior_kind_of(prior) == kind and prior.n_classes == 2
+    assert isinstance(prior, PRIOR_KINDS[kind]) and prior.n_classes == 2
 
 
 def test_unknown_prior_kind_lists_the_choices():

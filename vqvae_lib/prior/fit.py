@@ -24,12 +24,12 @@ import torch
 from ..checkpoint import file_hash, load_model, save_checkpoint
 from ..common import progress, write_json
 from ..config import PRESETS, Config, get_config
-from ..metrics import code_entropy
+from ..metrics import code_entropy, cross_entropy_bits
 from ..runlock import run_lock
 from ..runtime import autocast, autocast_dtype, pick_device, precision_name, seed_everything
 from ..train.budget import warmup_cosine
 from .codes import all_codes, condition_labels, split_codes
-from .store import PRIOR_CHECKPOINT_KIND, build_prior, load_prior, prior_kind_of, vqvae_reference
+from .store import PRIOR_CHECKPOINT_KIND, build_prior, load_prior, vqvae_reference
 
 __all__ = ["PriorRun", "prior_step", "train_prior", "train_or_load_prior", "baseline_bits",
            "evaluate_bits"]
@@ -40,17 +40,16 @@ RUN_FILES = ("best.pt", "last.pt", "metrics.json", "history.json")
 
 def baseline_bits(train_codes: torch.Tensor, test_codes: torch.Tensor, K: int) -> dict[str, float]:
     """Context-free baselines in bits per cell: uniform (log2 K), the training histogram's
-    entropy, and the cross-entropy of the test codes under that histogram (add-one smoothed).
+    entropy, and the cross-entropy of the test codes under that histogram (add-one smoothed,
+    :func:`vqvae_lib.metrics.cross_entropy_bits`).
 
     Args:
         train_codes: (N, h, w) training grids.
         test_codes: (M, h, w) test grids.
         K: codebook size.
     """
-    counts = torch.bincount(train_codes.reshape(-1), minlength=K).double() + 1.0
-    logp = (counts / counts.sum()).log2()
     return {"uniform": math.log2(K), "unigram_entropy": code_entropy(train_codes, K),
-            "unigram_test": float(-logp[test_codes.reshape(-1)].mean())}
+            "unigram_test": cross_entropy_bits(train_codes, test_codes, K)}
 
 
 @torch.no_grad()
@@ -107,10 +106,9 @@ class PriorRun:
 def train_prior(checkpoint, data_dir=None, run_dir=None, device=None, verbose: bool = True,
                 **overrides) -> PriorRun:
     """Train a new prior on the codes of ``checkpoint`` (a VQ-VAE best.pt), holding the run
-    folder's lock (one writer at a time, ``runlock.py``). A new prior takes the ``prior_*``
-    settings of the VQ-VAE's preset as it is defined *now*. A rerun never loses a good prior: the
-    new one trains in ``prior/candidate/``; of the old and the new (fitted to the same VQ-VAE) the
-    one with the lower validation NLL becomes ``prior/best.pt``, the other ``prior/previous/``.
+    folder's lock, with the ``prior_*`` settings of the VQ-VAE's preset as it is defined *now*. It
+    trains in ``prior/candidate/``; of it and the prior already in ``prior/`` (fitted to the same
+    VQ-VAE), the lower validation NLL becomes ``prior/best.pt``, the other ``prior/previous/``.
 
     Args:
         checkpoint: the VQ-VAE checkpoint.
@@ -227,9 +225,8 @@ def _fit(checkpoint: Path, data_dir, run_dir: Path, device, verbose: bool,
 def _save(path, prior, cfg, opt, history, epoch, step, best, meta):
     save_checkpoint(path, model=prior, cfg=cfg, optimizer=opt, history=history["val"],
                     epoch=epoch, step=step, best_metric=best,
-                    extra={**meta, "kind": PRIOR_CHECKPOINT_KIND,
-                           "prior_kind": prior_kind_of(prior), "hparams": prior.hparams,
-                           "train_curve": history["train"]})
+                    extra={**meta, "kind": PRIOR_CHECKPOINT_KIND, "prior_kind": cfg.prior_kind,
+                           "hparams": prior.hparams, "train_curve": history["train"]})
 
 
 def _keep_the_better(folder: Path, new: dict, verbose: bool) -> bool:

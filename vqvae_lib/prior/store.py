@@ -22,7 +22,7 @@ from .pixelcnn import GatedPixelCNN
 from .transformer import CodeTransformer
 
 __all__ = ["PRIOR_KINDS", "PRIOR_CHECKPOINT_KIND", "build_prior", "rebuild_prior",
-           "prior_kind_of", "load_prior", "vqvae_reference", "vqvae_for_prior"]
+           "load_prior", "vqvae_reference", "vqvae_for_prior"]
 
 PRIOR_KINDS = {"pixelcnn": GatedPixelCNN, "transformer": CodeTransformer}
 """``prior_kind`` -> class; both are a :class:`~vqvae_lib.prior.draw.CodePrior` with ``hparams``."""
@@ -58,14 +58,6 @@ def rebuild_prior(kind: str, hparams: dict) -> torch.nn.Module:
         raise ValueError(f"prior kind {kind!r} is not part of this version (it knows "
                          f"{sorted(PRIOR_KINDS)}; docs/GENERATORS.md lists the retired ones)")
     return PRIOR_KINDS[kind](**hparams)
-
-
-def prior_kind_of(prior: torch.nn.Module) -> str:
-    """The :data:`PRIOR_KINDS` key of a prior instance."""
-    for kind, cls in PRIOR_KINDS.items():
-        if isinstance(prior, cls):
-            return kind
-    raise TypeError(f"{type(prior).__name__} is not a known prior")
 
 
 def load_prior(path, device="cpu") -> tuple[torch.nn.Module, dict]:
