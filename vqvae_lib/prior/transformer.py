@@ -1,17 +1,14 @@
 """A small decoder-only transformer over the raster sequence of codes (the ``transformer`` kind).
 
-The gated PixelCNN sees only the ``reach`` cells above and to the left of the cell it predicts,
-a few cells on a 32x32 grid. A brain's midline and ventricles are *global*: where the left
-ventricle ends says where the right one must be. A causal transformer (Vaswani et al. 2017, in the
-GPT form of Radford et al. 2018; MONAI's generative tutorials use one as the VQ-VAE prior) lets
-every cell attend to **every** earlier cell, at a cost quadratic in the sequence length (1024 for
-32x32 codes: fine on a CPU with PyTorch's fused attention).
+The gated PixelCNN sees a few cells back; a brain's midline and ventricles are *global*. A causal
+transformer (Vaswani et al. 2017, in the GPT form of Radford et al. 2018; MONAI's generative
+tutorials use one as the VQ-VAE prior) lets every cell attend to **every** earlier cell, at a cost
+quadratic in the sequence length (1024 for 32x32 codes: fine on a CPU with fused attention).
 
 The grid is read in raster order, ``c_1 .. c_T`` with ``T = h w``. The input at position t is the
 embedding of ``c_{t-1}`` (a learned start vector at t = 1, which also carries the slice-position
 class when the prior is conditioned) plus a learned position embedding, so the output at t depends
-only on cells before t: the causal mask does the rest. Same API as ``GatedPixelCNN``
-(:class:`~vqvae_lib.prior.draw.CodePrior`).
+only on cells before t: the causal mask does the rest.
 """
 
 from __future__ import annotations
