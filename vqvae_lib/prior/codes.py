@@ -31,10 +31,9 @@ def split_codes(vqvae, checkpoint, cfg: Config, split: str, data_dir=None, run_d
         data_dir: data folder (default: the usual resolution order).
         run_dir: the cache's run folder (None: no cache).
         device: where to encode.
-        mirror: encode every slice mirrored across the midline first (rows flipped: in these axial
-            slices the midline runs left to right, so this swaps the hemispheres). A brain is
-            nearly symmetric, so the mirrored slices are new, plausible training grids for the
-            prior (``prior_mirror``); cached as ``codes_<split>_mirrored.pt``.
+        mirror: encode every slice mirrored across the midline (rows flipped: this swaps the
+            hemispheres of these axial slices). A brain is nearly symmetric, so these are new,
+            plausible training grids (``prior_mirror``); cached as ``codes_<split>_mirrored.pt``.
 
     Returns:
         ``{"codes": (N, h, w) long, "slice_index": (N,) long}``.

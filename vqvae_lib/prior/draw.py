@@ -21,8 +21,7 @@ def sampling_temperatures(temperature, n: int, device) -> tuple[torch.Tensor, to
     """One temperature per sample -> ``(temps (n, 1) clamped > 0, greedy (n,) bool)``.
 
     Args:
-        temperature: one number or ``n`` numbers, each finite and >= 0; 0 means "take the most
-            likely code".
+        temperature: one number or ``n`` numbers, each finite and >= 0 (0: the most likely code).
         n: the number of samples.
         device: where the tensors live.
     """
@@ -38,8 +37,7 @@ def sampling_temperatures(temperature, n: int, device) -> tuple[torch.Tensor, to
 
 def draw_codes(logits: torch.Tensor, temps: torch.Tensor, greedy: torch.Tensor,
                generator: torch.Generator | None = None) -> torch.Tensor:
-    """Draw one code per row of ``logits`` (n, K) from ``softmax(logits / T)``; greedy rows take
-    the arg-max. Shared by every prior's sampling loop.
+    """Draw a code per row of ``logits`` (n, K) from ``softmax(logits / T)``, arg-max if greedy.
 
     Args:
         logits: (n, K) unnormalised log-probabilities.
@@ -72,9 +70,8 @@ class CodePrior(nn.Module):
 
     @torch.no_grad()
     def prepare(self, train_codes: torch.Tensor) -> None:
-        """Start at the unigram: zero output weights and log-frequency biases, so the untrained
-        prior predicts the training code histogram (instead of several bits above it) and
-        training spends its steps on what only context can explain.
+        """Start at the unigram (zero output weights, log-frequency biases), not several bits
+        above it: training spends its steps on what only context can explain.
 
         Args:
             train_codes: (N, h, w) training grids.

@@ -66,8 +66,7 @@ class HorizontalConv(nn.Module):
 
 
 def gate(x: torch.Tensor) -> torch.Tensor:
-    """Gated activation tanh(a) * sigmoid(b) on the two halves of the channels.
-    (B, 2C, ...) -> (B, C, ...)"""
+    """Gated activation tanh(a) * sigmoid(b) of the channel halves. (B, 2C, ...) -> (B, C, ...)"""
     a, b = x.chunk(2, dim=1)
     return torch.tanh(a) * torch.sigmoid(b)
 

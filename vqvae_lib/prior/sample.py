@@ -83,8 +83,7 @@ def generate(prior, vqvae, n: int, temperature=1.0, labels=None, seed: int = 0,
     gen = torch.Generator(device=device).manual_seed(int(seed))
     t0 = time.perf_counter()
     prior.to(device)
-    codes = prior.sample(n, prior.grid_size, temperature,
-                         y=None if labels is None else labels.to(device), generator=gen,
+    codes = prior.sample(n, prior.grid_size, temperature, y=labels, generator=gen,
                          progress=progress)                                  # (n, h, w)
     images = decode(vqvae, codes, device=device)                             # (n, 1, H, W)
     return {"images": images, "codes": codes.cpu(), "labels": labels,

@@ -108,8 +108,7 @@ def vqvae_for_prior(prior_path, ckpt: dict, vqvae_path=None, device="cpu"):
     Args:
         prior_path: the prior checkpoint (its run folder is two levels up).
         ckpt: the prior checkpoint's dictionary (:func:`load_prior`).
-        vqvae_path: a VQ-VAE to decode with instead of the stored one; it must be the same file
-            content.
+        vqvae_path: a VQ-VAE to decode with instead of the stored one (of the same content).
         device: where to load it.
 
     Raises:
