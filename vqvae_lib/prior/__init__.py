@@ -1,7 +1,7 @@
 """Stage 6, notebook 06: an autoregressive prior over the VQ-VAE's code grids, sampled to
 generate new slices (van den Oord et al. 2017, section 3.2).
 
-Read in this order: ``draw`` (what every prior shares: drawing a code, bits per cell),
+Read in this order: ``draw`` (what every prior shares: the sampling loop, bits per cell),
 ``pixelcnn`` (the gated PixelCNN, the default), ``transformer`` (a causal transformer over the
 raster sequence), ``codes`` (the training data: every slice encoded once), ``fit`` (training and
 the test NLL), ``store`` (building, saving, loading; the VQ-VAE a prior belongs to), ``sample``
