@@ -218,8 +218,8 @@ def test_cli_trains_a_conditional_prior_and_samples_pngs(tiny_run):
     import numpy as np
     from PIL import Image
 
+    from vqvae_lib.checkpoint import find_checkpoint
     from vqvae_lib.prior.__main__ import main
-    from vqvae_lib.prior.store import find_vqvae_checkpoint
 
     ckpt, data, run_dir = tiny_run
     assert main(["train", "--checkpoint", str(ckpt), "--data-dir", str(data), "--device", "cpu",
@@ -243,7 +243,7 @@ def test_cli_trains_a_conditional_prior_and_samples_pngs(tiny_run):
     with pytest.raises(SystemExit):
         main(["train", "--checkpoint", str(ckpt), "--no_such_field", "1"])
     with pytest.raises(CheckpointError, match="03_training"):
-        find_vqvae_checkpoint(run_dir.parent / "empty")
+        find_checkpoint(run_dir.parent / "empty", needed_for="the prior is fitted to its codes")
 
 
 def test_novelty_of_training_slices_is_zero():
@@ -420,11 +420,11 @@ def test_python_m_prior_sample_reports_a_damaged_checkpoint_without_traceback(tm
 @pytest.mark.parametrize("kind", ["pixelcnn", "transformer"])
 def test_every_prior_kind_builds_from_the_smoke_config(kind):
     from vqvae_lib.config import get_config
-    from vqvae_lib.prior.store import build_prior, prior_kind_of
+    from vqvae_lib.prior.store import PRIOR_KINDS, build_prior
 
     cfg = get_config("smoke", prior_kind=kind, prior_heads=2)
     prior = build_prior(cfg, n_classes=2)
-    assert prior_kind_of(prior) == kind and prior.n_classes == 2
+    assert isinstance(prior, PRIOR_KINDS[kind]) and prior.n_classes == 2
 
 
 def test_unknown_prior_kind_lists_the_choices():

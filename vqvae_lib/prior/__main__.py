@@ -1,9 +1,12 @@
 """``python -m vqvae_lib.prior train|sample|score``: fit a prior, write samples as files, score a
 folder of slices.
 
-    python -m vqvae_lib.prior train  --checkpoint runs/cpu/checkpoints/best.pt [--prior_kind transformer ...]
-    python -m vqvae_lib.prior sample --prior runs/cpu/prior/best.pt -n 64 --out-dir samples/ [--seed 0] [--temperature 1.0]
-    python -m vqvae_lib.prior score  samples/ [--split test] [--data-dir DIR] [--size 128] [--out scores.json]
+    python -m vqvae_lib.prior train  --checkpoint runs/cpu/checkpoints/best.pt
+                                     [--prior_kind transformer ...]
+    python -m vqvae_lib.prior sample --prior runs/cpu/prior/best.pt -n 64 --out-dir samples/
+                                     [--seed 0] [--temperature 1.0]
+    python -m vqvae_lib.prior score  samples/ [--split test] [--data-dir DIR] [--size 128]
+                                     [--out scores.json]
 
 ``sample`` writes ``sample_000.png`` ... (8-bit grey), ``codes.npy`` (the code grids) and
 ``samples.json`` (what made them), replacing an earlier sampling in that folder as a whole; it
@@ -22,8 +25,9 @@ import sys
 from pathlib import Path
 
 from ..common import atomic_write_text
+from ..config_checks import DEVICES, MAX_IMAGE_SIZE, check_device
 from ..data.dataset import load_split
-from ..errors import CheckpointError, DataError, cli
+from ..errors import CheckpointError, ConfigError, DataError, cli
 from ..realism.scoring import load_real, read_folder, realism_scores
 from ..runtime import pick_device
 from .fit import train_prior
@@ -33,7 +37,6 @@ from .store import load_prior, vqvae_for_prior
 __all__ = ["main", "parser"]
 
 MAX_SAMPLES = 4096
-MAX_SIZE = 1024
 
 
 def parser() -> argparse.ArgumentParser:
@@ -41,20 +44,25 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m vqvae_lib.prior", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="fit a new prior; extra --field value pairs override the config")
-    t.add_argument("--checkpoint", required=True, help="VQ-VAE checkpoint, runs/<preset>/checkpoints/best.pt")
+    t = sub.add_parser("train",
+                       help="fit a new prior; extra --field value pairs override the config")
+    t.add_argument("--checkpoint", required=True,
+                   help="VQ-VAE checkpoint, runs/<preset>/checkpoints/best.pt")
     t.add_argument("--data-dir", default=None)
     t.add_argument("--run-dir", default=None, help="default: the folder above checkpoints/")
     t.add_argument("--device", default=None)
     s = sub.add_parser("sample", help="sample slices; write PNGs, codes.npy and samples.json")
     s.add_argument("--prior", required=True, help="runs/<preset>/prior/best.pt")
     s.add_argument("-n", type=int, default=16, help=f"slices to draw (1..{MAX_SAMPLES})")
-    s.add_argument("--out-dir", required=True, help="folder for sample_000.png ... (replaced whole)")
-    s.add_argument("--temperature", type=float, default=1.0, help="finite, >= 0 (0: most likely code)")
+    s.add_argument("--out-dir", required=True,
+                   help="folder for sample_000.png ... (replaced whole)")
+    s.add_argument("--temperature", type=float, default=1.0,
+                   help="finite, >= 0 (0: most likely code)")
     s.add_argument("--label", type=int, default=None,
                    help="slice-position class (conditioned priors; default: cycle through all)")
     s.add_argument("--checkpoint", default=None,
-                   help="VQ-VAE to decode with (default: the one the prior was fitted to; another is refused)")
+                   help="VQ-VAE to decode with (default: the one the prior was fitted to; "
+                        "another is refused)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default=None)
     c = sub.add_parser("score", help="realism metrics of a folder of PNG slices against a split")
@@ -62,9 +70,11 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--split", default="test", choices=("test", "validate"),
                    help="real slices to compare with")
     c.add_argument("--data-dir", default=None)
-    c.add_argument("--size", type=int, default=128, help=f"side the slices are compared at (16..{MAX_SIZE})")
+    c.add_argument("--size", type=int, default=128,
+                   help=f"side the slices are compared at (16..{MAX_IMAGE_SIZE})")
     c.add_argument("-n", type=int, default=64, help="slices per side (>= 2)")
-    c.add_argument("--run-dir", default=None, help="caches the tissue segmenter under <run-dir>/prior/")
+    c.add_argument("--run-dir", default=None,
+                   help="caches the tissue segmenter under <run-dir>/prior/")
     c.add_argument("--out", default=None, help="also write the JSON here")
     return p
 
@@ -80,12 +90,12 @@ def check_arguments(args, p: argparse.ArgumentParser) -> None:
     if args.command == "score":
         if args.n < 2:
             p.error(f"-n {args.n}: at least 2 slices per side are needed for the two-sample tests")
-        if not 16 <= args.size <= MAX_SIZE:
-            p.error(f"--size {args.size}: must be in 16..{MAX_SIZE} pixels")
-    device = getattr(args, "device", None)
-    if device and device != "auto" and not (device in ("cpu", "mps") or device == "cuda"
-                                            or (device.startswith("cuda:") and device[5:].isdigit())):
-        p.error(f"--device {device}: must be auto, cpu, cuda, cuda:N or mps")
+        if not 16 <= args.size <= MAX_IMAGE_SIZE:
+            p.error(f"--size {args.size}: must be in 16..{MAX_IMAGE_SIZE} pixels")
+    try:
+        check_device(getattr(args, "device", None) or "auto")
+    except ConfigError:
+        p.error(f"--device {args.device}: must be {DEVICES}")
 
 
 def _train(args, rest, p) -> None:

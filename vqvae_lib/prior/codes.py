@@ -1,14 +1,8 @@
-"""The prior's training data: every slice of a split encoded once by the frozen VQ-VAE.
-
-Grids are cached in ``<run_dir>/prior/codes_<split>.pt`` under a key made of the VQ-VAE
-checkpoint's **content hash** (not its path: a VQ-VAE retrained at the same path gets new codes),
-the data folder, the cap on images and the image size. The cache is written atomically.
-Slice positions become conditioning classes with :func:`slice_bins`.
-"""
+"""The prior's training data: every slice of a split encoded once by the frozen VQ-VAE, and
+the slice positions as conditioning classes (:func:`slice_bins`)."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +18,10 @@ __all__ = ["split_codes", "all_codes", "slice_bins", "condition_labels"]
 
 
 def split_codes(vqvae, checkpoint, cfg: Config, split: str, data_dir=None, run_dir=None,
-                device="cpu", refresh: bool = False, mirror: bool = False) -> dict:
-    """The code grids of one split, cached per checkpoint content.
+                device="cpu", mirror: bool = False) -> dict:
+    """The code grids of one split, cached atomically in ``<run_dir>/prior/codes_<split>.pt``
+    under a key made of the VQ-VAE checkpoint's **content hash** (not its path: a VQ-VAE
+    retrained at the same path gets new codes), the data folder, the image cap and size.
 
     Args:
         vqvae: the trained VQ-VAE (frozen).
@@ -33,13 +29,11 @@ def split_codes(vqvae, checkpoint, cfg: Config, split: str, data_dir=None, run_d
         cfg: its config (``image_size``, ``max_train_images``, ``max_eval_images``).
         split: ``"train"``, ``"validate"`` or ``"test"``.
         data_dir: data folder (default: the usual resolution order).
-        run_dir: where ``prior/codes_<split>.pt`` lives (None: no cache).
+        run_dir: the cache's run folder (None: no cache).
         device: where to encode.
-        refresh: re-encode even if the cache matches.
-        mirror: encode every slice mirrored across the midline first (rows flipped: in these axial
-            slices the midline runs left to right, so this swaps the hemispheres). A brain is
-            nearly symmetric, so the mirrored slices are new, plausible training grids for the
-            prior (``prior_mirror``); cached as ``codes_<split>_mirrored.pt``.
+        mirror: encode every slice mirrored across the midline (rows flipped: this swaps the
+            hemispheres of these axial slices). A brain is nearly symmetric, so these are new,
+            plausible training grids (``prior_mirror``); cached as ``codes_<split>_mirrored.pt``.
 
     Returns:
         ``{"codes": (N, h, w) long, "slice_index": (N,) long}``.
@@ -49,7 +43,7 @@ def split_codes(vqvae, checkpoint, cfg: Config, split: str, data_dir=None, run_d
     cache = Path(run_dir) / "prior" / name if run_dir else None
     key = f"{file_hash(checkpoint)}:{resolve_data_dir(data_dir)[0]}:{limit}:{cfg.image_size}" \
         + (":mirrored" if mirror else "")
-    if cache is not None and cache.is_file() and not refresh:
+    if cache is not None and cache.is_file():
         try:
             blob = torch.load(cache, weights_only=True)
         except Exception:  # a damaged cache is only a cache: rebuild it
@@ -64,9 +58,8 @@ def split_codes(vqvae, checkpoint, cfg: Config, split: str, data_dir=None, run_d
     codes = encode(vqvae, images, device=device)                             # (N, h, w)
     index = torch.as_tensor(np.asarray(slices.slice_index)[keep], dtype=torch.long)
     if cache is not None:
-        buf = io.BytesIO()
-        torch.save({"key": key, "codes": codes.to(torch.int16), "slice_index": index}, buf)
-        atomic_write(cache, lambda f: f.write(buf.getvalue()))
+        blob = {"key": key, "codes": codes.to(torch.int16), "slice_index": index}
+        atomic_write(cache, lambda f: torch.save(blob, f))
     return {"codes": codes, "slice_index": index}
 
 

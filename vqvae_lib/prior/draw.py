@@ -1,26 +1,27 @@
-"""What every prior over code grids shares: the contract (:class:`CodePrior`), drawing a code
-from logits (temperature per sample, greedy rows at temperature 0, reproducible with a
-``torch.Generator``), and the likelihood in bits per cell, always computed in fp32."""
+"""What every prior over code grids shares: the contract (:class:`CodePrior`), the raster-order
+sampling loop, drawing a code from logits (temperature per sample, greedy rows at temperature 0,
+reproducible with a ``torch.Generator``), and the likelihood in bits per cell, always in fp32."""
 
 from __future__ import annotations
 
-import contextlib
 import math
+from collections.abc import Sequence
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["CodePrior", "sampling_temperatures", "sampling_mode", "draw_codes", "nll_bits",
-           "start_at_unigram"]
+from ..common import progress as progress_bar
+
+__all__ = ["CodePrior", "sampling_temperatures", "draw_codes"]
 
 
 def sampling_temperatures(temperature, n: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     """One temperature per sample -> ``(temps (n, 1) clamped > 0, greedy (n,) bool)``.
 
     Args:
-        temperature: one number or ``n`` numbers, each finite and >= 0; 0 means "take the most
-            likely code".
+        temperature: one number or ``n`` numbers, each finite and >= 0 (0: the most likely code).
         n: the number of samples.
         device: where the tensors live.
     """
@@ -34,30 +35,9 @@ def sampling_temperatures(temperature, n: int, device) -> tuple[torch.Tensor, to
     return temps.clamp_min(1e-6)[:, None], temps <= 0
 
 
-@contextlib.contextmanager
-def sampling_mode(prior):
-    """Around a sampling loop: the prior in eval mode and, on a CPU, one thread (thousands of tiny
-    steps: thread hand-offs cost more than they save, and are ruinous when other jobs share the
-    cores); both restored afterwards.
-
-    Args:
-        prior: the prior about to sample.
-    """
-    was_training, threads = prior.training, torch.get_num_threads()
-    prior.eval()
-    if next(prior.parameters()).device.type == "cpu":
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        prior.train(was_training)
-        torch.set_num_threads(threads)
-
-
 def draw_codes(logits: torch.Tensor, temps: torch.Tensor, greedy: torch.Tensor,
                generator: torch.Generator | None = None) -> torch.Tensor:
-    """Draw one code per row of ``logits`` (n, K) from ``softmax(logits / T)``; greedy rows take
-    the arg-max. Shared by every prior's sampling loop.
+    """Draw a code per row of ``logits`` (n, K) from ``softmax(logits / T)``, arg-max if greedy.
 
     Args:
         logits: (n, K) unnormalised log-probabilities.
@@ -70,58 +50,76 @@ def draw_codes(logits: torch.Tensor, temps: torch.Tensor, greedy: torch.Tensor,
     return torch.where(greedy, logits.argmax(-1), pick)
 
 
-def nll_bits(logits: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-    """Negative log-likelihood of each grid in bits per latent cell, shared by every prior.
-
-    Args:
-        logits: (B, K, h, w) from a prior's forward pass.
-        codes: (B, h, w) the grids being scored.
-
-    Returns:
-        (B,) bits per cell: the cross-entropy in nats divided by ln 2.
-    """
-    nats = F.cross_entropy(logits.float(), codes, reduction="none")          # (B, h, w), fp32
-    return nats.flatten(1).mean(1) / math.log(2)
-
-
-@torch.no_grad()
-def start_at_unigram(prior, train_codes: torch.Tensor) -> None:
-    """Initialise the output layer so the untrained prior predicts the training code histogram.
-
-    Zero weights and log-frequency biases: training starts at the unigram baseline (instead of
-    several bits above it) and spends its steps on what only context can explain.
-
-    Args:
-        prior: a prior with ``output_layer()`` and ``num_codes``.
-        train_codes: (N, h, w) training grids.
-    """
-    counts = torch.bincount(train_codes.reshape(-1), minlength=prior.num_codes).float() + 1.0
-    last = prior.output_layer()
-    last.weight.zero_()
-    last.bias.copy_((counts / counts.sum()).log())
-
-
 class CodePrior(nn.Module):
-    """What every prior over code grids shares: ``forward(codes, y) -> logits (B, K, h, w)`` is
-    the subclass's; the likelihood in bits per cell follows from it."""
+    """What every prior over code grids shares: a subclass has ``forward(codes, y) -> logits
+    (B, K, h, w)``, ``output_layer()`` and ``_sample_row``; the rest follows from them."""
 
     def nll_bits(self, codes: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Negative log-likelihood of each grid in bits per latent cell. (B,)"""
-        return nll_bits(self(codes, y), codes)
+        """Bits per latent cell of each grid: the cross-entropy in nats (fp32) / ln 2. (B,)
+
+        Args:
+            codes: (B, h, w) the grids being scored.
+            y: (B,) slice-position classes, or None.
+        """
+        nats = F.cross_entropy(self(codes, y).float(), codes, reduction="none")  # (B, h, w)
+        return nats.flatten(1).mean(1) / math.log(2)
 
     def training_loss(self, codes: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """What the optimiser minimises: the mean NLL in bits per cell (a scalar)."""
         return self.nll_bits(codes, y).mean()
 
+    @torch.no_grad()
     def prepare(self, train_codes: torch.Tensor) -> None:
-        """Set up from the training grids before the first step: start at the unigram."""
-        start_at_unigram(self, train_codes)
+        """Start at the unigram (zero output weights, log-frequency biases), not several bits
+        above it: training spends its steps on what only context can explain.
+
+        Args:
+            train_codes: (N, h, w) training grids.
+        """
+        counts = torch.bincount(train_codes.reshape(-1), minlength=self.num_codes).float() + 1.0
+        last = self.output_layer()
+        last.weight.zero_()
+        last.bias.copy_((counts / counts.sum()).log())
 
     def check_shape(self, shape) -> None:
-        """Refuse a grid ``shape`` (h, w) this prior was not built for (its position embedding
-        has one entry per cell); None means its own. Priors without a fixed grid
-        (``grid_size`` None) take any shape."""
-        grid = getattr(self, "grid_size", None)
-        if shape is not None and grid is not None and tuple(shape) != tuple(grid):
-            raise ValueError(f"this prior was built for {tuple(grid)} code grids, "
+        """Refuse a grid ``shape`` (h, w) other than ``grid_size`` (the position embedding has
+        one entry per cell); a prior without one takes any shape."""
+        if self.grid_size is not None and tuple(shape) != self.grid_size:
+            raise ValueError(f"this prior was built for {self.grid_size} code grids, "
                              f"got {tuple(shape)}")
+
+    @torch.no_grad()
+    def sample(self, n: int, shape: tuple[int, int], temperature: float | Sequence[float] = 1.0,
+               y: torch.Tensor | None = None, generator: torch.Generator | None = None,
+               progress: bool = False) -> torch.Tensor:
+        """Draw ``n`` code grids of ``shape`` (h, w) in raster order, all samples in one batch:
+        row by row, each row filled left to right by the prior's ``_sample_row``. Logits are
+        divided by the temperature: T < 1 is more conservative, T > 1 more varied.
+
+        Args:
+            n: number of grids.
+            shape: (h, w); must equal ``grid_size``.
+            temperature: one number or one per sample (0 = most likely code).
+            y: slice-position class (one, or one per sample) for a conditioned prior.
+            generator: a torch.Generator for reproducible samples.
+            progress: show a progress bar over rows.
+        """
+        self.check_shape(shape)
+        device = self.embed.weight.device
+        temps, greedy = sampling_temperatures(temperature, n, device)  # (n, 1), (n,)
+        draw = partial(draw_codes, temps=temps, greedy=greedy, generator=generator)
+        y = None if y is None else torch.as_tensor(y, device=device).reshape(-1).expand(n)
+        codes = torch.zeros(n, *shape, dtype=torch.long, device=device)
+        cache: list = []                        # what a prior keeps from row to row
+        was_training, threads = self.training, torch.get_num_threads()
+        self.eval()
+        if device.type == "cpu":  # tiny steps: thread hand-offs cost more than they save
+            torch.set_num_threads(1)
+        try:
+            for i in progress_bar(range(shape[0]), desc="sampling rows", leave=False,
+                                  disable=not progress):
+                self._sample_row(codes, i, y, draw, cache)
+        finally:
+            self.train(was_training)
+            torch.set_num_threads(threads)
+        return codes  # (n, h, w)

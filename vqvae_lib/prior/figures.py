@@ -1,12 +1,6 @@
 """Figures of notebook 06 about the prior, and its live sampler. Every function returns a
 matplotlib ``Figure`` and saves nothing; the notebook calls ``viz.show(fig, run_dir, "06_name")``.
 The figures about how real the samples are live in :mod:`vqvae_lib.realism.figures`.
-
-The live sampler (:class:`Sampler`, ipywidgets 8) draws new slices on demand: a **temperature**
-slider, a **slice position** choice (for a prior conditioned on slice position), a **seed** box and
-a **sample** button; it shows :func:`sampler_twin`, the figure the executed notebook keeps as its
-static twin. Every control has a plain-text ``description`` (and the view a ``_dom_classes``
-name, ``vqvae-prior-sampler``), so a browser test can find them.
 """
 
 from __future__ import annotations
@@ -22,10 +16,10 @@ from matplotlib.patches import Patch
 
 from ..viz import figure_png, image_grid
 from .pixelcnn import GatedPixelCNN, plain_pixelcnn
-from .sample import generate
+from .sample import default_labels, generate
 
 __all__ = ["causal_receptive_field", "receptive_field_map", "receptive_fields", "prior_training",
-           "nll_bars", "sampler_twin", "position_names", "Sampler"]
+           "nll_bars", "Sampler"]
 
 _RF_COLOURS = ListedColormap(["#eeeeee", "#c7c7c7", "#f28e2b", "#4e79a7", "#d62728"])
 _RF_LEGEND = [("later cells (must stay unseen)", 0), ("earlier, beyond this depth's reach", 1),
@@ -144,7 +138,8 @@ def nll_bars(metrics: dict) -> Figure:
     Args:
         metrics: the prior's ``metrics.json``.
     """
-    names = ["uniform\n(log2 K)", "unigram\n(train histogram)", f"{metrics.get('prior_kind', 'prior')}\nprior"]
+    names = ["uniform\n(log2 K)", "unigram\n(train histogram)",
+             f"{metrics.get('prior_kind', 'prior')}\nprior"]
     vals = [metrics["uniform"], metrics["unigram_test"], metrics["test_bits"]]
     fig = Figure(figsize=(6, 4))
     ax = fig.subplots()
@@ -158,40 +153,15 @@ def nll_bars(metrics: dict) -> Figure:
     return fig
 
 
-def sampler_twin(images, labels=None, temperature: float = 1.0, seed: int = 0,
-                 label_names=None) -> Figure:
-    """The static twin of the live sampler: what one press of "sample" draws.
-
-    Args:
-        images: (n, 1, H, W) generated slices.
-        labels: (n,) slice-position classes, or None.
-        temperature: the temperature used.
-        seed: the seed used.
-        label_names: a name per class (titles).
-    """
-    titles = None
-    if labels is not None:
-        titles = [label_names[int(y)] if label_names else f"position {int(y)}" for y in labels]
-    return image_grid(images, ncol=min(len(images), 8), titles=titles,
-                      suptitle=f"sampler: temperature {temperature:g}, seed {seed}")
-
-
-def position_names(n_classes: int) -> list[str]:
-    """Readable names of the slice-position classes, bottom of the head first.
-
-    Args:
-        n_classes: number of classes of a conditioned prior.
-    """
-    if n_classes == 4:
-        return ["lowest quarter", "lower-middle", "upper-middle", "top quarter"]
-    return [f"position {k + 1} of {n_classes}" for k in range(n_classes)]
-
-
 class Sampler(W.VBox):
-    """Temperature, slice position, seed and a "sample" button over an image of the samples.
+    """The live sampler (ipywidgets 8): a **temperature** slider, a **slice position** choice (for
+    a conditioned prior), a **seed** box and a **sample** button over an image of the samples.
 
     Moving a control draws at once with the new setting (the same seed, so only that setting
-    changes the picture); "sample" moves to the next seed and draws new slices.
+    changes the picture); "sample" moves to the next seed and draws new slices. Every control has
+    a plain-text ``description`` (and the view the ``_dom_classes`` name
+    ``vqvae-prior-sampler``), so a browser test can find them; :meth:`figure` is the static twin
+    the executed notebook keeps.
 
     Args:
         prior: a trained prior (any kind).
@@ -209,7 +179,10 @@ class Sampler(W.VBox):
         self.temperature = W.FloatSlider(value=temperature, min=0.3, max=1.5, step=0.05,
                                          description="temperature", continuous_update=False,
                                          readout_format=".2f")
-        self.names = position_names(prior.n_classes) if prior.n_classes else []
+        # the slice-position classes' names, bottom of the head first
+        self.names = (["lowest quarter", "lower-middle", "upper-middle", "top quarter"]
+                      if prior.n_classes == 4 else
+                      [f"position {k + 1} of {prior.n_classes}" for k in range(prior.n_classes)])
         self.position = W.Dropdown(
             options=[("all positions (one each)", -1)] + [(s, k) for k, s in enumerate(self.names)],
             value=-1, description="slice position", style={"description_width": "initial"},
@@ -233,17 +206,17 @@ class Sampler(W.VBox):
 
     def labels(self) -> torch.Tensor | None:
         """The slice-position classes of the next draw (None for an unconditional prior)."""
-        if not self.prior.n_classes:
-            return None
-        if self.position.value < 0:
-            return torch.arange(self.n) % self.prior.n_classes
-        return torch.full((self.n,), int(self.position.value))
+        if self.prior.n_classes and self.position.value >= 0:
+            return torch.full((self.n,), int(self.position.value))
+        return default_labels(self.prior, self.n)
 
-    def figure(self):
-        """The static twin of the current view (a Figure of the last draw)."""
+    def figure(self) -> Figure:
+        """The static twin of the current view: a Figure of the last draw."""
         labels = self.last["labels"]
-        return sampler_twin(self.last["images"], labels, self.temperature.value, self.seed.value,
-                              self.names or None)
+        titles = None if labels is None else [self.names[int(y)] for y in labels]
+        return image_grid(self.last["images"], ncol=min(self.n, 8), titles=titles,
+                          suptitle=f"sampler: temperature {self.temperature.value:g}, "
+                                   f"seed {self.seed.value}")
 
     def next_seed(self, *_):
         """The "sample" button: the next seed, which draws new slices."""
@@ -259,7 +232,8 @@ class Sampler(W.VBox):
                                  labels=self.labels(), seed=self.seed.value, device=self.device)
             self.image.value = figure_png(self.figure())
             self.status.value = (f"{self.n} slices in {time.perf_counter() - t0:.1f} s "
-                                 f"(temperature {self.temperature.value:.2f}, seed {self.seed.value})")
+                                 f"(temperature {self.temperature.value:.2f}, "
+                                 f"seed {self.seed.value})")
         except Exception as err:  # show the problem in place
             self.status.value = f"<span style='color:#c00'>{type(err).__name__}: {err}</span>"
         finally:

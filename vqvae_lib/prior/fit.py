@@ -1,21 +1,11 @@
 """Fit a prior to the code grids of a trained VQ-VAE and measure its likelihood.
 
-The VQ-VAE is frozen: every slice is encoded once (``codes``), and the prior then trains on
-integer grids only -- no images, no decoder -- which is what makes a two-stage model cheap. Its
-quality as a density model is the test negative log-likelihood in **bits per latent cell**, to
-compare with ``log2 K`` (every code equally likely) and with the entropy of the code histogram
-(codes independent of their neighbours). Whether its *samples* look real is another question,
-answered by :mod:`vqvae_lib.realism`.
-
-The training steps run in bf16 autocast where the hardware has it (``prior_precision``, see
-:func:`vqvae_lib.runtime.autocast_dtype`); the likelihoods that are reported (validation, test)
-are computed in fp32, by the very model that is later sampled.
-
-A **new** prior takes its settings (``prior_*`` fields) from the current definition of the
-VQ-VAE's preset, overridden by keyword arguments, and says so. A rerun never loses a good prior:
-the new one trains in ``prior/candidate/``; of the old and the new (fitted to the same VQ-VAE) the
-one with the lower validation NLL becomes ``prior/best.pt`` and the other goes to
-``prior/previous/``.
+The VQ-VAE is frozen: every slice is encoded once (``codes``) and the prior trains on integer
+grids only -- no images, no decoder -- which is what makes a two-stage model cheap. Its quality as
+a density model is the test negative log-likelihood in **bits per latent cell**, beside
+:func:`baseline_bits`; whether its *samples* look real is :mod:`vqvae_lib.realism`'s question.
+Training steps run in bf16 autocast where the hardware has it (``prior_precision``); the reported
+likelihoods are fp32, of the very model that is later sampled.
 """
 
 from __future__ import annotations
@@ -34,12 +24,12 @@ import torch
 from ..checkpoint import file_hash, load_model, save_checkpoint
 from ..common import progress, write_json
 from ..config import PRESETS, Config, get_config
-from ..metrics import code_entropy
+from ..metrics import code_entropy, cross_entropy_bits
 from ..runlock import run_lock
 from ..runtime import autocast, autocast_dtype, pick_device, precision_name, seed_everything
 from ..train.budget import warmup_cosine
 from .codes import all_codes, condition_labels, split_codes
-from .store import PRIOR_CHECKPOINT_KIND, build_prior, load_prior, prior_kind_of, vqvae_reference
+from .store import PRIOR_CHECKPOINT_KIND, build_prior, load_prior, vqvae_reference
 
 __all__ = ["PriorRun", "prior_step", "train_prior", "train_or_load_prior", "baseline_bits",
            "evaluate_bits"]
@@ -50,36 +40,33 @@ RUN_FILES = ("best.pt", "last.pt", "metrics.json", "history.json")
 
 def baseline_bits(train_codes: torch.Tensor, test_codes: torch.Tensor, K: int) -> dict[str, float]:
     """Context-free baselines in bits per cell: uniform (log2 K), the training histogram's
-    entropy, and the cross-entropy of the test codes under that histogram (add-one smoothed).
+    entropy, and the cross-entropy of the test codes under that histogram (add-one smoothed,
+    :func:`vqvae_lib.metrics.cross_entropy_bits`).
 
     Args:
         train_codes: (N, h, w) training grids.
         test_codes: (M, h, w) test grids.
         K: codebook size.
     """
-    counts = torch.bincount(train_codes.reshape(-1), minlength=K).double() + 1.0
-    logp = (counts / counts.sum()).log2()
     return {"uniform": math.log2(K), "unigram_entropy": code_entropy(train_codes, K),
-            "unigram_test": float(-logp[test_codes.reshape(-1)].mean())}
+            "unigram_test": cross_entropy_bits(train_codes, test_codes, K)}
 
 
 @torch.no_grad()
-def evaluate_bits(prior, codes: torch.Tensor, labels=None, batch_size: int = 64,
-                  device="cpu") -> float:
+def evaluate_bits(prior, codes: torch.Tensor, labels=None, device="cpu") -> float:
     """Mean negative log-likelihood of ``codes`` (N, h, w) in bits per latent cell, in fp32.
 
     Args:
         prior: any prior with ``nll_bits``.
         codes: (N, h, w) grids.
         labels: (N,) conditioning classes or None.
-        batch_size: grids per forward pass.
         device: where to run.
     """
     prior.eval()
-    total = 0.0
-    for i in range(0, len(codes), batch_size):
-        y = None if labels is None else labels[i:i + batch_size].to(device)
-        total += float(prior.nll_bits(codes[i:i + batch_size].to(device), y).sum())
+    total, bs = 0.0, 64                         # bs: grids per forward pass
+    for i in range(0, len(codes), bs):
+        y = None if labels is None else labels[i:i + bs].to(device)
+        total += float(prior.nll_bits(codes[i:i + bs].to(device), y).sum())
     return total / max(len(codes), 1)
 
 
@@ -108,21 +95,20 @@ def prior_step(prior, opt, x: torch.Tensor, y, lr: float, amp=None) -> float:
 
 @dataclass
 class PriorRun:
-    """What ``train_prior`` returns: the best prior, its curves and scores, and where they live."""
+    """What ``train_prior`` returns: the best prior, its settings, curves, scores and codes."""
     prior: torch.nn.Module
     cfg: Config
     history: dict
     metrics: dict
-    best_path: Path
     codes: dict = field(repr=False, default_factory=dict)  # split -> {"codes", "slice_index"}
 
 
 def train_prior(checkpoint, data_dir=None, run_dir=None, device=None, verbose: bool = True,
                 **overrides) -> PriorRun:
     """Train a new prior on the codes of ``checkpoint`` (a VQ-VAE best.pt), holding the run
-    folder's lock (one writer at a time, ``runlock.py``); writes ``<run_dir>/prior/``.
-
-    A new prior takes the ``prior_*`` settings of the VQ-VAE's preset as it is defined *now*.
+    folder's lock, with the ``prior_*`` settings of the VQ-VAE's preset as it is defined *now*. It
+    trains in ``prior/candidate/``; of it and the prior already in ``prior/`` (fitted to the same
+    VQ-VAE), the lower validation NLL becomes ``prior/best.pt``, the other ``prior/previous/``.
 
     Args:
         checkpoint: the VQ-VAE checkpoint.
@@ -134,15 +120,15 @@ def train_prior(checkpoint, data_dir=None, run_dir=None, device=None, verbose: b
             ``prior_max_minutes``, ``prior_max_steps``, ``prior_precision``.
 
     Returns:
-        a :class:`PriorRun` for the prior that is ``prior/best.pt`` afterwards (the new one, or
-        the previous one if it predicts the validation codes better).
+        a :class:`PriorRun` for the prior that is ``prior/best.pt`` afterwards.
     """
     run_dir = Path(run_dir) if run_dir else Path(checkpoint).resolve().parent.parent
     with run_lock(run_dir, "prior training"):
         return _fit(Path(checkpoint), data_dir, run_dir, device, verbose, overrides)
 
 
-def _fit(checkpoint: Path, data_dir, run_dir: Path, device, verbose: bool, overrides: dict) -> PriorRun:
+def _fit(checkpoint: Path, data_dir, run_dir: Path, device, verbose: bool,
+         overrides: dict) -> PriorRun:
     vqvae, cfg, _ = load_model(checkpoint, device="cpu")
     preset = get_config(cfg.preset) if cfg.preset in PRESETS else cfg
     cfg = cfg.replace(**{**{f.name: getattr(preset, f.name) for f in fields(preset)
@@ -162,14 +148,12 @@ def _fit(checkpoint: Path, data_dir, run_dir: Path, device, verbose: bool, overr
                                mirror=True)["codes"]
         train_codes = torch.cat([train_codes, mirrored])
         if labels["train"] is not None:
-            labels = {**labels, "train": torch.cat([labels["train"], labels["train"]])}
+            labels["train"] = labels["train"].repeat(2)
     prior.to(device)
     opt = torch.optim.Adam(prior.parameters(), lr=cfg.prior_lr)
     n, bs = len(train_codes), cfg.prior_batch_size
     steps_per_epoch = max(1, math.ceil(n / bs))
-    total_steps = cfg.prior_epochs * steps_per_epoch
-    if cfg.prior_max_steps:
-        total_steps = min(total_steps, cfg.prior_max_steps)
+    total_steps = min(cfg.prior_epochs * steps_per_epoch, cfg.prior_max_steps or math.inf)
     budget = cfg.prior_max_minutes * 60
     meta = {"vqvae_checkpoint": vqvae_reference(checkpoint, run_dir),
             "vqvae_sha1": file_hash(checkpoint), "latent_shape": list(train_codes.shape[1:]),
@@ -203,8 +187,9 @@ def _fit(checkpoint: Path, data_dir, run_dir: Path, device, verbose: bool, overr
                 done = True
                 break
         val = evaluate_bits(prior, codes["validate"]["codes"], labels["validate"], device=device)
-        history["val"].append({"epoch": epoch, "step": step, "train_bits": float(np.mean(running)),
-                               "val_bits": val, "seconds": time.perf_counter() - t0})
+        history["val"].append({"epoch": epoch, "step": step,
+                               "train_bits": float(np.mean(running)), "val_bits": val,
+                               "seconds": time.perf_counter() - t0})
         if verbose:
             print(f"prior epoch {epoch}: train {np.mean(running):.3f} | validation {val:.3f} "
                   f"bits/cell | {time.perf_counter() - t0:.0f} s", flush=True)
@@ -214,39 +199,40 @@ def _fit(checkpoint: Path, data_dir, run_dir: Path, device, verbose: bool, overr
         _save(cand / "last.pt", prior, cfg, opt, history, epoch, step, best, meta)
         if done:
             if verbose and step < total_steps:
-                print(f"prior: stopped by the {cfg.prior_max_minutes} min budget (prior_max_minutes)")
+                print(f"prior: stopped by the {cfg.prior_max_minutes} min budget "
+                      f"(prior_max_minutes)")
             break
 
     prior, _ = load_prior(cand / "best.pt", device)
-    metrics = {"test_bits": evaluate_bits(prior, codes["test"]["codes"], labels["test"], device=device),
+    test_bits = evaluate_bits(prior, codes["test"]["codes"], labels["test"], device=device)
+    seconds = time.perf_counter() - t0
+    metrics = {"test_bits": test_bits,
                **baseline_bits(train_codes, codes["test"]["codes"], cfg.codebook_size),
-               "best_val_bits": best, "steps": step, "minutes": (time.perf_counter() - t0) / 60,
-               "steps_per_second": step / max(time.perf_counter() - t0, 1e-9),
+               "best_val_bits": best, "steps": step, "minutes": seconds / 60,
+               "steps_per_second": step / max(seconds, 1e-9),
                "prior_kind": cfg.prior_kind, "precision": meta["precision"],
                "vqvae_sha1": meta["vqvae_sha1"]}
     write_json(cand / "history.json", history)
     write_json(cand / "metrics.json", metrics)
-    kept = _keep_the_better(run_dir / "prior", metrics, verbose)
-    if kept != "new":
+    if not _keep_the_better(run_dir / "prior", metrics, verbose):
         return _reload(run_dir, checkpoint, data_dir, device, codes)
     if verbose:
-        print(f"prior test NLL {metrics['test_bits']:.3f} bits/cell (uniform {metrics['uniform']:.2f}, "
+        print(f"prior test NLL {test_bits:.3f} bits/cell (uniform {metrics['uniform']:.2f}, "
               f"unigram {metrics['unigram_test']:.3f}); saved {run_dir / 'prior' / 'best.pt'}")
-    prior, _ = load_prior(run_dir / "prior" / "best.pt", device)
-    return PriorRun(prior, cfg, history, metrics, run_dir / "prior" / "best.pt", codes)
+    return PriorRun(prior, cfg, history, metrics, codes)
 
 
 def _save(path, prior, cfg, opt, history, epoch, step, best, meta):
     save_checkpoint(path, model=prior, cfg=cfg, optimizer=opt, history=history["val"],
                     epoch=epoch, step=step, best_metric=best,
-                    extra={**meta, "kind": PRIOR_CHECKPOINT_KIND, "prior_kind": prior_kind_of(prior),
+                    extra={**meta, "kind": PRIOR_CHECKPOINT_KIND, "prior_kind": cfg.prior_kind,
                            "hparams": prior.hparams, "train_curve": history["train"]})
 
 
-def _keep_the_better(folder: Path, new: dict, verbose: bool) -> str:
+def _keep_the_better(folder: Path, new: dict, verbose: bool) -> bool:
     """Install ``candidate/`` as the prior of ``folder`` unless the prior already there was fitted
     to the same VQ-VAE and has the lower validation NLL; the loser goes to ``previous/``.
-    Returns ``"new"`` or ``"old"``."""
+    Returns whether the new prior was installed."""
     cand, prev = folder / "candidate", folder / "previous"
     old_metrics = folder / "metrics.json"
     old = json.loads(old_metrics.read_text()) if (folder / "best.pt").is_file() and \
@@ -259,40 +245,36 @@ def _keep_the_better(folder: Path, new: dict, verbose: bool) -> str:
         if verbose:
             print(f"kept the previous prior: validation NLL {old['best_val_bits']:.3f} <= the new "
                   f"one's {new['best_val_bits']:.3f} bits/cell (the new one is in {prev})")
-        return "old"
-    if old is not None or (folder / "best.pt").is_file():
+        return False
+    if (folder / "best.pt").is_file():
         prev.mkdir(parents=True)
         for name in RUN_FILES:                  # copies first: best.pt is never missing
             if (folder / name).is_file():
                 shutil.copy2(folder / name, prev / name)
-    for name in RUN_FILES:
-        if (cand / name).is_file():
-            os.replace(cand / name, folder / name)
-        else:
-            (folder / name).unlink(missing_ok=True)
+    for name in RUN_FILES:                      # the candidate has all four
+        os.replace(cand / name, folder / name)
     shutil.rmtree(cand, ignore_errors=True)
     if verbose and old is not None:
         why = ("it predicts the validation codes better" if comparable
                else "the previous one was fitted to another VQ-VAE")
         print(f"the new prior is prior/best.pt ({why}); the previous one is in {prev}")
-    return "new"
+    return True
 
 
 def _reload(run_dir: Path, checkpoint, data_dir, device, codes=None) -> PriorRun:
     """The prior of ``<run_dir>/prior/`` with its history and metrics, as a :class:`PriorRun`."""
-    best = run_dir / "prior" / "best.pt"
-    prior, ckpt = load_prior(best, device)
+    prior, ckpt = load_prior(run_dir / "prior" / "best.pt", device)
     cfg = Config.from_dict(ckpt["config"])
     if codes is None:
         vqvae, _, _ = load_model(checkpoint, device)
         codes = all_codes(vqvae, checkpoint, cfg, data_dir, run_dir, device)
     history = {"train": ckpt["extra"]["train_curve"], "val": ckpt["history"]}
     metrics = json.loads((run_dir / "prior" / "metrics.json").read_text())
-    return PriorRun(prior, cfg, history, metrics, best, codes)
+    return PriorRun(prior, cfg, history, metrics, codes)
 
 
-def train_or_load_prior(checkpoint, data_dir=None, run_dir=None, device=None, retrain: bool = True,
-                        verbose: bool = True, **overrides) -> PriorRun:
+def train_or_load_prior(checkpoint, data_dir=None, run_dir=None, device=None,
+                        retrain: bool = True, verbose: bool = True, **overrides) -> PriorRun:
     """Train the prior, or (``retrain=False``) reload ``<run_dir>/prior/best.pt`` if it was fitted
     to this checkpoint's *content* (a VQ-VAE retrained at the same path has other codes).
 

@@ -1,17 +1,7 @@
-"""A gated PixelCNN prior over VQ-VAE code grids: the model that turns discrete latents into a
-generative model of brain slices.
-
-The VQ-VAE (van den Oord et al. 2017, "Neural Discrete Representation Learning") compresses a
-slice into an ``h x w`` grid of integers in ``[0, K)``. Decoding *uniformly random* grids gives
-noise, because real grids are highly structured. The paper therefore fits an autoregressive
-prior over the grid, in raster order (row by row, left to right),
-
-    p(c) = prod_i p(c_i | c_<i),
-
-and generates by sampling one cell at a time and decoding the finished grid.
-
-The prior here is the *gated* PixelCNN (van den Oord et al. 2016, "Conditional Image Generation
-with PixelCNN Decoders"). Three ideas:
+"""The gated PixelCNN (van den Oord et al. 2016, "Conditional Image Generation with PixelCNN
+Decoders"), the default prior over VQ-VAE code grids (van den Oord et al. 2017, "Neural Discrete
+Representation Learning", section 3.2): an autoregressive model in raster order (row by row, left
+to right), ``p(c) = prod_i p(c_i | c_<i)``, sampled one cell at a time. Three ideas:
 
 1. **Masked convolutions.** A convolution may only look at cells that come *before* the cell it
    predicts. The first layer must not see the current cell either (mask type **A**); later
@@ -26,22 +16,15 @@ with PixelCNN Decoders"). Three ideas:
    (see ``figures.receptive_fields``).
 3. **Gates.** Each layer computes ``tanh(W_f * x) * sigmoid(W_g * x)`` (like an LSTM gate),
    optionally with a class-dependent bias (here: the position of the slice in the brain).
-
-The square masked convolution of the first PixelCNN (:class:`MaskedConv2d`) is kept at the end of
-this file to *show* the blind spot that the two stacks remove (notebook 06, section 2); the
-transformer alternative is in ``transformer``; training in ``fit``.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..common import progress as progress_bar
-from .draw import CodePrior, draw_codes, sampling_mode, sampling_temperatures
+from .draw import CodePrior
 
 __all__ = ["GatedPixelCNN", "GatedLayer", "VerticalConv", "HorizontalConv", "down_shift",
            "right_shift", "gate", "MaskedConv2d", "plain_pixelcnn"]
@@ -58,10 +41,8 @@ def right_shift(x: torch.Tensor) -> torch.Tensor:
 
 
 class VerticalConv(nn.Module):
-    """A ``(k//2 + 1) x k`` convolution whose output at row i sees input rows ``i-k//2 .. i``.
-
-    Equivalent to a k x k kernel with its bottom ``k//2`` rows masked out.
-    """
+    """A ``(k//2 + 1) x k`` convolution whose output at row i sees input rows ``i-k//2 .. i``: a
+    k x k kernel with its bottom ``k//2`` rows masked out."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int):
         super().__init__()
@@ -69,8 +50,7 @@ class VerticalConv(nn.Module):
         self.conv = nn.Conv2d(in_channels, out_channels, (self.pad + 1, kernel_size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p = self.pad
-        return self.conv(F.pad(x, (p, p, p, 0)))  # pad left, right, top: same (h, w) out
+        return self.conv(F.pad(x, (self.pad, self.pad, self.pad, 0)))  # left, right, top
 
 
 class HorizontalConv(nn.Module):
@@ -86,7 +66,7 @@ class HorizontalConv(nn.Module):
 
 
 def gate(x: torch.Tensor) -> torch.Tensor:
-    """Gated activation tanh(a) * sigmoid(b) on the two halves of the channels. (B, 2C, ...) -> (B, C, ...)"""
+    """Gated activation tanh(a) * sigmoid(b) of the channel halves. (B, 2C, ...) -> (B, C, ...)"""
     a, b = x.chunk(2, dim=1)
     return torch.tanh(a) * torch.sigmoid(b)
 
@@ -108,18 +88,11 @@ class GatedLayer(nn.Module):
     def __init__(self, channels: int, kernel_size: int, n_classes: int = 0):
         super().__init__()
         C = channels
-        self.kernel_size = kernel_size
         self.v_conv = VerticalConv(C, 2 * C, kernel_size)
         self.h_conv = HorizontalConv(C, 2 * C, kernel_size)
         self.v_to_h = nn.Conv2d(2 * C, 2 * C, 1)
         self.h_out = nn.Conv2d(C, C, 1)
         self.cond = nn.Embedding(n_classes, 2 * C) if n_classes > 0 else None
-
-    def cond_bias(self, y: torch.Tensor | None) -> torch.Tensor | float:
-        """The layer's conditioning bias: one vector per class (B, 2C, 1, 1), or 0."""
-        if self.cond is not None and y is not None:
-            return self.cond(y)[:, :, None, None]
-        return 0.0
 
     def vertical(self, v: torch.Tensor, bias) -> tuple[torch.Tensor, torch.Tensor]:
         v_pre = self.v_conv(v)                        # (B, 2C, h, w)
@@ -130,10 +103,8 @@ class GatedLayer(nn.Module):
 
 
 class GatedPixelCNN(CodePrior):
-    """Autoregressive model of ``(B, h, w)`` code grids with ``num_codes`` classes per cell.
-
-    ``forward(codes, y=None)`` returns logits ``(B, K, h, w)``: the logits at (i, j) depend only
-    on cells before (i, j) in raster order (and on the optional class label ``y``, shape (B,)).
+    """Autoregressive model of ``(B, h, w)`` code grids with ``num_codes`` classes per cell: the
+    logits at (i, j) depend only on cells before (i, j) in raster order (and on the class ``y``).
     The first layer uses a larger kernel (``first_kernel``) to grow the receptive field quickly.
 
     ``grid_size=(h, w)`` adds a learned **position embedding** to every cell's input. Convolutions
@@ -183,8 +154,11 @@ class GatedPixelCNN(CodePrior):
             return e
         return e + self.position[:, row:row + codes.shape[1], col:col + codes.shape[2]]
 
-    def _biases(self, y):
-        return [layer.cond_bias(y) for layer in self.layers]
+    def _biases(self, y) -> list:
+        """Each layer's conditioning bias: one vector per class (B, 2C, 1, 1), or 0."""
+        if y is None or not self.n_classes:
+            return [0.0] * len(self.layers)
+        return [layer.cond(y)[:, :, None, None] for layer in self.layers]
 
     def vertical_stack(self, e: torch.Tensor, biases) -> list[torch.Tensor]:
         """Vertical-to-horizontal inputs for every layer; ``e`` is already down-shifted (mask A)."""
@@ -214,60 +188,31 @@ class GatedPixelCNN(CodePrior):
         self.check_shape(codes.shape[1:])
         return self.forward_embedded(self.embed_codes(codes), y)  # (B, K, h, w)
 
-    # -- likelihood and sampling -------------------------------------------------------
-    @torch.no_grad()
-    def sample(self, n: int, shape: tuple[int, int], temperature: float | Sequence[float] = 1.0,
-               y: torch.Tensor | None = None, generator: torch.Generator | None = None,
-               progress: bool = False) -> torch.Tensor:
-        """Draw ``n`` code grids of ``shape`` (h, w) in raster order, all samples in one batch.
-
-        ``temperature`` is one number or one per sample: logits are divided by it (T < 1 is more
-        conservative, T > 1 more varied, T = 0 takes the most likely code). Each step only runs
-        what it needs: the vertical stack once per row on the ``reach`` rows above it, and the
-        horizontal stack on the ``reach`` cells to the left, so 32x32 = 1024 steps take seconds.
-
-        Args:
-            n: number of grids.
-            shape: (h, w); must equal ``grid_size``.
-            temperature: one number or one per sample (0 = most likely code).
-            y: slice-position class (one, or one per sample) for a conditioned prior.
-            generator: a torch.Generator for reproducible samples.
-            progress: show a progress bar over rows.
-        """
-        self.check_shape(shape)
-        h, w = shape
-        device = self.embed.weight.device
-        temps, greedy = sampling_temperatures(temperature, n, device)  # (n, 1), (n,)
-        y = None if y is None else torch.as_tensor(y, device=device).reshape(-1).expand(n)
+    def _sample_row(self, codes, i, y, draw, cache) -> None:
+        """Fill row ``i`` of ``codes`` (n, h, w) in place, left to right, each code drawn by
+        ``draw`` (logits (n, K) -> codes (n,)); ``cache`` is the transformer's, unused here.
+        Each step only runs what it needs: the vertical stack once per row on the ``reach`` rows
+        above it, the horizontal stack on the ``reach`` cells to the left, so 32x32 = 1024 steps
+        take seconds."""
         biases = self._biases(y)
-        codes = torch.zeros(n, h, w, dtype=torch.long, device=device)
-        rows = progress_bar(range(h), desc="sampling rows", leave=False, disable=not progress)
-        with sampling_mode(self):
-            for i in rows:                          # raster order: row by row, left to right
-                self._sample_row(codes, i, biases, temps, greedy, generator)
-        return codes  # (n, h, w)
-
-    def _sample_row(self, codes, i, biases, temps, greedy, generator) -> None:
-        """Fill row ``i`` of ``codes`` (n, h, w) in place, left to right."""
         r0 = max(0, i - self.reach)  # rows above that can still influence row i
         e_v = down_shift(self.embed_codes(codes[:, r0:i + 1], r0, 0))  # (n, C, rows, w)
         v_to_h = [vh[:, :, -1:] for vh in self.vertical_stack(e_v, biases)]  # (n, 2C, 1, w)
         for j in range(codes.shape[2]):
             c0 = max(0, j - self.reach)
-            e_h = right_shift(self.embed_codes(codes[:, i:i + 1, c0:j + 1], i, c0))  # (n, C, 1, cols)
+            e_h = right_shift(self.embed_codes(codes[:, i:i + 1, c0:j + 1], i, c0))  # (n, C, 1, j')
             logits = self.horizontal_stack(e_h, [vh[..., c0:j + 1] for vh in v_to_h],
                                            biases)[:, :, 0, -1]  # (n, K)
-            codes[:, i, j] = draw_codes(logits, temps, greedy, generator)
+            codes[:, i, j] = draw(logits)
 
 
-# ---- the first PixelCNN's masked convolution, kept to show its blind spot -------------------
+# ---- the first PixelCNN's masked convolution, kept to show its blind spot (notebook 06) ------
 class MaskedConv2d(nn.Conv2d):
     """The *original* PixelCNN masked convolution (van den Oord et al. 2016, "Pixel Recurrent
-    Neural Networks"): a square kernel multiplied by a raster-order mask.
-
-    Type A zeroes the centre and everything after it; type B keeps the centre. Stacking these
-    leaves a blind spot (cells up and to the right that no layer sees); :class:`GatedPixelCNN`
-    removes it with two stacks. Kept to *show* it (``plain_pixelcnn``, notebook 06).
+    Neural Networks"): a square kernel multiplied by a raster-order mask. Type A zeroes the
+    centre and everything after it; type B keeps the centre. Stacking these leaves a blind spot
+    (cells up and to the right that no layer sees), which :class:`GatedPixelCNN` removes with
+    two stacks.
 
     Args:
         mask_type: ``"A"`` (first layer: not the centre) or ``"B"`` (later layers).

@@ -1,13 +1,12 @@
 """Generating slices: draw code grids from the prior, decode them with the VQ-VAE, write them.
 
-Every code of a sample is drawn by the prior, cell by cell; nothing is copied from training data
-and no sample is thrown away: what the prior draws is what is shown and scored. A conditioned
-prior gets one slice-position class per sample: by default the classes cycle through all bins,
-so a set of samples covers the head from bottom to top as a set of real slices does.
+Every code of a sample is drawn by the prior; nothing is copied from training data and no sample
+is thrown away: what the prior draws is what is shown and scored.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -27,7 +26,8 @@ SAMPLE_MANIFEST = "samples.json"
 
 
 def default_labels(prior, n: int) -> torch.Tensor | None:
-    """Slice-position classes cycling over all bins (None for an unconditional prior).
+    """Slice-position classes cycling over all bins, so that a set of samples covers the head
+    from bottom to top as a set of real slices does (None for an unconditional prior).
 
     Args:
         prior: a prior (``n_classes``).
@@ -83,8 +83,7 @@ def generate(prior, vqvae, n: int, temperature=1.0, labels=None, seed: int = 0,
     gen = torch.Generator(device=device).manual_seed(int(seed))
     t0 = time.perf_counter()
     prior.to(device)
-    codes = prior.sample(n, prior.grid_size, temperature,
-                         y=None if labels is None else labels.to(device), generator=gen,
+    codes = prior.sample(n, prior.grid_size, temperature, y=labels, generator=gen,
                          progress=progress)                                  # (n, h, w)
     images = decode(vqvae, codes, device=device)                             # (n, 1, H, W)
     return {"images": images, "codes": codes.cpu(), "labels": labels,
@@ -93,8 +92,8 @@ def generate(prior, vqvae, n: int, temperature=1.0, labels=None, seed: int = 0,
 
 def write_samples(images: torch.Tensor, codes: torch.Tensor, out_dir, about: dict | None = None
                   ) -> list[Path]:
-    """Write one sampling as a folder: ``sample_000.png`` ... (8-bit grey), ``codes.npy`` (n, h, w)
-    int16 and ``samples.json`` (what made them), built beside ``out_dir`` and swapped in whole
+    """Write one sampling as a folder: ``sample_000.png`` ... (8-bit grey), ``codes.npy``
+    (n, h, w) int16 and ``samples.json`` (what made them), swapped in whole
     (:func:`vqvae_lib.folders.replace_folder`), so it never mixes two samplings; a folder holding
     files that sampling did not write is refused, naming one.
 
@@ -108,11 +107,12 @@ def write_samples(images: torch.Tensor, codes: torch.Tensor, out_dir, about: dic
         the PNG paths.
     """
     out_dir = Path(out_dir)
-    foreign = sorted(p.name for p in out_dir.iterdir() if not _ours(p.name)) \
-        if out_dir.is_dir() else []
+    foreign = sorted(p.name for p in out_dir.glob("*") if p.name not in (
+        "codes.npy", SAMPLE_MANIFEST, FILES_MADE) and not re.fullmatch(r"sample_.*\.png", p.name))
     if foreign:
-        raise DataError(f"{out_dir} holds files that sampling did not write ({', '.join(foreign[:3])}); "
-                        f"choose an empty or new folder for the samples.")
+        raise DataError(f"{out_dir} holds files that sampling did not write "
+                        f"({', '.join(foreign[:3])}); choose an empty or new folder for the "
+                        f"samples.")
     pixels = (images[:, 0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()  # (n, H, W)
 
     def build(tmp: Path) -> dict:
@@ -126,8 +126,3 @@ def write_samples(images: torch.Tensor, codes: torch.Tensor, out_dir, about: dic
                          option="--out-dir", what="a folder of samples")
     return [out / f"sample_{i:03d}.png" for i in range(len(pixels))]
 
-
-def _ours(name: str) -> bool:
-    """A file name :func:`write_samples` writes."""
-    return name in ("codes.npy", SAMPLE_MANIFEST, FILES_MADE) or (name.startswith("sample_")
-                                                       and name.endswith(".png"))

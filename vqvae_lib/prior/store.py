@@ -3,13 +3,10 @@ VQ-VAE whose codes a prior models.
 
 A prior checkpoint stores its kind and every architecture number (``hparams``), so loading it
 never consults a preset: a prior trained with 8 layers stays an 8-layer prior after the preset
-changes. Only a **new** prior takes its settings from the config (``prior_kind``,
-``prior_channels``, ``prior_layers``, ``prior_heads``, ``prior_cond_bins``).
-
-A prior is a model of *one* VQ-VAE's codes: decoded with another codebook its samples are noise.
-Its checkpoint therefore stores the VQ-VAE's content fingerprint (``vqvae_sha1``) and where the
-VQ-VAE was (relative to the run folder when it lies inside it, so a run folder can move);
-:func:`vqvae_for_prior` finds that VQ-VAE from any working directory and refuses another one.
+changes. It also stores the VQ-VAE's content fingerprint (``vqvae_sha1``) and where that VQ-VAE
+was (relative to the run folder when inside it, so a run folder can move): decoded with another
+codebook its samples are noise, so :func:`vqvae_for_prior` finds that VQ-VAE from any working
+directory and refuses another one.
 """
 
 from __future__ import annotations
@@ -19,18 +16,16 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import file_hash, find_checkpoint, load_checkpoint, load_model
+from ..checkpoint import file_hash, load_checkpoint, load_model
 from ..errors import CheckpointError
 from .pixelcnn import GatedPixelCNN
 from .transformer import CodeTransformer
 
 __all__ = ["PRIOR_KINDS", "PRIOR_CHECKPOINT_KIND", "build_prior", "rebuild_prior",
-           "prior_kind_of", "load_prior", "find_vqvae_checkpoint", "vqvae_reference",
-           "vqvae_for_prior"]
+           "load_prior", "vqvae_reference", "vqvae_for_prior"]
 
 PRIOR_KINDS = {"pixelcnn": GatedPixelCNN, "transformer": CodeTransformer}
-"""``prior_kind`` -> class. Both share ``forward(codes, y)``, ``nll_bits``, ``training_loss``,
-``prepare``, ``sample`` and ``hparams`` (:class:`~vqvae_lib.prior.draw.CodePrior`)."""
+"""``prior_kind`` -> class; both are a :class:`~vqvae_lib.prior.draw.CodePrior` with ``hparams``."""
 
 PRIOR_CHECKPOINT_KIND = "prior"
 """``extra["kind"]`` of a prior checkpoint (files of older versions say ``"pixelcnn_prior"``)."""
@@ -44,15 +39,12 @@ def build_prior(cfg, n_classes: int = 0) -> torch.nn.Module:
             ``prior_layers``, ``prior_heads``, ``codebook_size``, ``latent_size``).
         n_classes: slice-position classes (``prior_cond_bins``; 0 = unconditional).
     """
-    grid = (cfg.latent_size, cfg.latent_size)
-    if cfg.prior_kind == "pixelcnn":
-        return GatedPixelCNN(cfg.codebook_size, channels=cfg.prior_channels,
-                             n_layers=cfg.prior_layers, n_classes=n_classes, grid_size=grid)
+    hparams = dict(num_codes=cfg.codebook_size, channels=cfg.prior_channels,
+                   n_layers=cfg.prior_layers, n_classes=n_classes,
+                   grid_size=(cfg.latent_size, cfg.latent_size))
     if cfg.prior_kind == "transformer":
-        return CodeTransformer(cfg.codebook_size, channels=cfg.prior_channels,
-                               n_layers=cfg.prior_layers, heads=cfg.prior_heads,
-                               n_classes=n_classes, grid_size=grid)
-    raise ValueError(f"Unknown prior_kind {cfg.prior_kind!r}; choose one of {sorted(PRIOR_KINDS)}")
+        hparams["heads"] = cfg.prior_heads
+    return rebuild_prior(cfg.prior_kind, hparams)
 
 
 def rebuild_prior(kind: str, hparams: dict) -> torch.nn.Module:
@@ -68,14 +60,6 @@ def rebuild_prior(kind: str, hparams: dict) -> torch.nn.Module:
     return PRIOR_KINDS[kind](**hparams)
 
 
-def prior_kind_of(prior: torch.nn.Module) -> str:
-    """The :data:`PRIOR_KINDS` key of a prior instance."""
-    for kind, cls in PRIOR_KINDS.items():
-        if isinstance(prior, cls):
-            return kind
-    raise TypeError(f"{type(prior).__name__} is not a known prior")
-
-
 def load_prior(path, device="cpu") -> tuple[torch.nn.Module, dict]:
     """Rebuild a prior from its checkpoint, with the architecture stored in it (never a preset's).
 
@@ -88,9 +72,9 @@ def load_prior(path, device="cpu") -> tuple[torch.nn.Module, dict]:
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"No prior checkpoint at {path}. Train one first: "
-                              f"`python -m vqvae_lib.prior train --checkpoint runs/<preset>/checkpoints/best.pt` "
-                              f"or run notebooks/06_prior_and_generation.ipynb.")
+        raise CheckpointError(f"No prior checkpoint at {path}. Train one first: `python -m "
+                              f"vqvae_lib.prior train --checkpoint runs/<preset>/checkpoints/"
+                              f"best.pt` or run notebooks/06_prior_and_generation.ipynb.")
     ckpt = load_checkpoint(path)
     extra = ckpt.get("extra", {})
     if extra.get("kind") not in (PRIOR_CHECKPOINT_KIND, "pixelcnn_prior"):
@@ -106,15 +90,6 @@ def load_prior(path, device="cpu") -> tuple[torch.nn.Module, dict]:
     return prior.to(device).eval(), ckpt
 
 
-def find_vqvae_checkpoint(run_dir) -> Path:
-    """``<run_dir>/checkpoints/best.pt``, or a CheckpointError saying how to make it.
-
-    Args:
-        run_dir: the run folder.
-    """
-    return find_checkpoint(run_dir, "best.pt", needed_for="the prior is fitted to its codes")
-
-
 def vqvae_reference(checkpoint, run_dir) -> str:
     """How a prior checkpoint names its VQ-VAE: relative to ``run_dir`` when inside it (so the
     run folder can move), else the absolute path.
@@ -123,11 +98,8 @@ def vqvae_reference(checkpoint, run_dir) -> str:
         checkpoint: the VQ-VAE checkpoint.
         run_dir: the run folder the prior is written to.
     """
-    checkpoint, run_dir = Path(checkpoint).resolve(), Path(run_dir).resolve()
-    try:
-        return str(checkpoint.relative_to(run_dir))
-    except ValueError:
-        return str(checkpoint)
+    path, run_dir = Path(checkpoint).resolve(), Path(run_dir).resolve()
+    return str(path.relative_to(run_dir) if path.is_relative_to(run_dir) else path)
 
 
 def vqvae_for_prior(prior_path, ckpt: dict, vqvae_path=None, device="cpu"):
@@ -136,14 +108,12 @@ def vqvae_for_prior(prior_path, ckpt: dict, vqvae_path=None, device="cpu"):
     Args:
         prior_path: the prior checkpoint (its run folder is two levels up).
         ckpt: the prior checkpoint's dictionary (:func:`load_prior`).
-        vqvae_path: a VQ-VAE to decode with instead of the stored one; it must be the same file
-            content.
+        vqvae_path: a VQ-VAE to decode with instead of the stored one (of the same content).
         device: where to load it.
 
     Raises:
-        CheckpointError: the VQ-VAE cannot be found, or its content is not the one the prior
-            was fitted to (another run, or a VQ-VAE retrained since), naming both files and what
-            to do.
+        CheckpointError: the VQ-VAE is missing or of other content (another run, or retrained
+            since), naming both files and what to do.
     """
     extra = ckpt.get("extra", {})
     run_dir = Path(prior_path).resolve().parent.parent
@@ -156,7 +126,8 @@ def vqvae_for_prior(prior_path, ckpt: dict, vqvae_path=None, device="cpu"):
         path = next((p for p in candidates if p.is_file()), candidates[0])
     if not path.is_file():
         raise CheckpointError(f"The VQ-VAE of the prior {prior_path} is not at {path}. Pass it "
-                              f"with --checkpoint (the checkpoints/best.pt the prior was trained on).")
+                              f"with --checkpoint (the checkpoints/best.pt the prior was trained "
+                              f"on).")
     want, have = extra.get("vqvae_sha1"), file_hash(path)
     if want and want != have:
         previous = path.parent / "previous" / "best.pt"

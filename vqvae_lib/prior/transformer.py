@@ -1,29 +1,23 @@
-"""A small decoder-only transformer over the raster sequence of codes (``prior_kind="transformer"``).
+"""A small decoder-only transformer over the raster sequence of codes (the ``transformer`` kind).
 
-The gated PixelCNN sees only the ``reach`` cells above and to the left of the cell it predicts,
-a few cells on a 32x32 grid. A brain's midline and ventricles are *global*: where the left
-ventricle ends says where the right one must be. A causal transformer (Vaswani et al. 2017, in the
-GPT form of Radford et al. 2018; MONAI's generative tutorials use one as the VQ-VAE prior) lets
-every cell attend to **every** earlier cell, at a cost quadratic in the sequence length (1024 for
-32x32 codes: fine on a CPU with PyTorch's fused attention).
+The gated PixelCNN sees a few cells back; a brain's midline and ventricles are *global*. A causal
+transformer (Vaswani et al. 2017, in the GPT form of Radford et al. 2018; MONAI's generative
+tutorials use one as the VQ-VAE prior) lets every cell attend to **every** earlier cell, at a cost
+quadratic in the sequence length (1024 for 32x32 codes: fine on a CPU with fused attention).
 
 The grid is read in raster order, ``c_1 .. c_T`` with ``T = h w``. The input at position t is the
 embedding of ``c_{t-1}`` (a learned start vector at t = 1, which also carries the slice-position
 class when the prior is conditioned) plus a learned position embedding, so the output at t depends
-only on cells before t: the causal mask does the rest. Same API as ``GatedPixelCNN``:
-``forward(codes, y) -> logits (B, K, h, w)``, ``nll_bits``, ``sample`` and ``hparams``.
+only on cells before t: the causal mask does the rest.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..common import progress as progress_bar
-from .draw import CodePrior, draw_codes, sampling_mode, sampling_temperatures
+from .draw import CodePrior
 
 __all__ = ["CodeTransformer", "Block"]
 
@@ -39,16 +33,12 @@ class Block(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
 
-    def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        B, T, D = x.shape
-        q, k, v = self.qkv(x).view(B, T, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
-        return q, k, v  # each (B, heads, T, D / heads)
-
     def forward(self, x: torch.Tensor, cache: list | None = None) -> torch.Tensor:
         """(B, T, D) -> (B, T, D). With ``cache`` (a list, filled on the first call) ``x`` holds
         only the newest positions and keys/values of earlier ones are reused (sampling)."""
         B, T, D = x.shape
-        q, k, v = self._split(self.ln1(x))
+        qkv = self.qkv(self.ln1(x)).view(B, T, 3, self.heads, D // self.heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)        # each (B, heads, T, D / heads)
         if cache is not None:
             if cache:
                 k, v = torch.cat([cache[0], k], 2), torch.cat([cache[1], v], 2)
@@ -97,54 +87,32 @@ class CodeTransformer(CodePrior):
             else torch.as_tensor(y, device=device).reshape(-1).expand(B)
         return self.start(idx)[:, None]  # (B, 1, C)
 
-    def _run(self, x: torch.Tensor) -> torch.Tensor:
-        for block in self.blocks:
-            x = block(x)
-        return self.head(self.ln(x))  # (B, T, K)
-
     def forward_embedded(self, e: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, K, h, w) from an embedded grid ``e`` (B, C, h, w) (receptive-field probes)."""
         B, C, h, w = e.shape
         seq = e.flatten(2).transpose(1, 2)                                  # (B, T, C)
         x = torch.cat([self._start(B, y, e.device), seq[:, :-1]], 1)        # shift right by one
         x = x + self.position[: h * w]
-        return self._run(x).transpose(1, 2).reshape(B, -1, h, w)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.ln(x)).transpose(1, 2).reshape(B, -1, h, w)  # (B, K, h, w)
 
     def forward(self, codes: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         self.check_shape(codes.shape[1:])
         return self.forward_embedded(self.embed(codes).permute(0, 3, 1, 2), y)
 
-    @torch.no_grad()
-    def sample(self, n: int, shape: tuple[int, int], temperature: float | Sequence[float] = 1.0,
-               y: torch.Tensor | None = None, generator: torch.Generator | None = None,
-               progress: bool = False) -> torch.Tensor:
-        """Draw ``n`` code grids (n, h, w) one cell at a time, reusing the keys and values of
-        earlier cells (a KV cache), so each of the ``h w`` steps costs one position per block.
-
-        Args:
-            n: number of grids.
-            shape: (h, w); must equal ``grid_size``.
-            temperature: one number or one per sample (0 = most likely code).
-            y: slice-position class (one, or one per sample) for a conditioned prior.
-            generator: a torch.Generator for reproducible samples.
-            progress: show a progress bar over rows.
-        """
-        self.check_shape(shape)
-        h, w = shape
-        device = self.embed.weight.device
-        temps, greedy = sampling_temperatures(temperature, n, device)
-        codes = torch.zeros(n, h * w, dtype=torch.long, device=device)
-        caches: list[list] = [[] for _ in self.blocks]
-        x = self._start(n, y, device)                                        # (n, 1, C)
-        rows = progress_bar(range(h), desc="sampling rows", leave=False, disable=not progress)
-        with sampling_mode(self):
-            for i in rows:
-                for j in range(w):
-                    t = i * w + j
-                    z = x + self.position[t]
-                    for block, cache in zip(self.blocks, caches, strict=True):
-                        z = block(z, cache)
-                    logits = self.head(self.ln(z))[:, -1]                    # (n, K)
-                    codes[:, t] = draw_codes(logits, temps, greedy, generator)
-                    x = self.embed(codes[:, t])[:, None]                     # next input
-        return codes.reshape(n, h, w)
+    def _sample_row(self, codes, i, y, draw, cache: list) -> None:
+        """Fill row ``i`` of ``codes`` (n, h, w) in place, one cell at a time, each code drawn by
+        ``draw`` (logits (n, K) -> codes (n,)). ``cache`` keeps the keys and values of earlier
+        cells (a KV cache per block), so each step costs one position per block."""
+        n, _, w = codes.shape
+        if i == 0:
+            cache[:] = [[] for _ in self.blocks]    # a new grid: an empty KV cache per block
+        for j in range(w):
+            t = i * w + j
+            x = (self._start(n, y, codes.device) if t == 0            # (n, 1, C)
+                 else self.embed(codes.flatten(1)[:, t - 1])[:, None])  # the previous code
+            z = x + self.position[t]
+            for block, block_cache in zip(self.blocks, cache, strict=True):
+                z = block(z, block_cache)
+            codes[:, i, j] = draw(self.head(self.ln(z))[:, -1])       # (n, K) -> (n,)
