@@ -244,6 +244,13 @@ def test_cli_trains_a_conditional_prior_and_samples_pngs(tiny_run):
         main(["train", "--checkpoint", str(ckpt), "--no_such_field", "1"])
     with pytest.raises(CheckpointError, match="03_training"):
         find_checkpoint(run_dir.parent / "empty", needed_for="the prior is fitted to its codes")
+    for split in ("test", "validate"):      # score: the samples against a held-out split
+        report = run_dir / f"score_{split}.json"
+        assert main(["score", str(out), "--split", split, "--data-dir", str(data), "--size", "32",
+                     "-n", "4", "--out", str(report)]) == 0
+        scores = json.loads(report.read_text())
+        assert scores["split"] == split and 0 <= scores["one_nn_shape"]["generated"] <= 1
+        assert "patch_memorisation" in scores and "floor" in scores["one_nn_intensity"]
 
 
 def test_novelty_of_training_slices_is_zero():

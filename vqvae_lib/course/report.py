@@ -158,6 +158,22 @@ def _rows_prior(b: dict) -> list[tuple[str, str]]:
             for r in b["results"]]
 
 
+def _rows_cpu_preset(b: dict) -> list[tuple[str, str]]:
+    return [(f"{r['variant']} {r['overrides'] or '(the preset then)'}",
+             f"{r['steps']} steps, {_fmt(r['images_per_s'], 0)} images/s, test SSIM "
+             f"{_fmt(r['test_ssim'])} at {_fmt(r['rate_bpp'], 3)} bpp; WebP at that rate "
+             f"{_fmt(r['webp_ssim_at_rate'])}") for r in b["results"]]
+
+
+def _rows_spend(b: dict) -> list[tuple[str, str]]:
+    return [(f"{r['row']}: K={r['codebook_size']}, VQ-VAE {r['vqvae_minutes']:g} min, prior "
+             f"{r['prior_minutes']:g} min",
+             f"test SSIM {_fmt(r['test_ssim'])} at {_fmt(r['rate_bpp'], 3)} bpp, prior NLL "
+             f"{_fmt(r['prior_test_bits'], 3)} bits/cell, 1-NN shape "
+             f"{_fmt(r['one_nn_shape']['generated'], 2)} / intensity "
+             f"{_fmt(r['one_nn_intensity']['generated'], 2)}") for r in b["results"]]
+
+
 def _rows_quantizers(b: dict) -> list[tuple[str, str]]:
     return [(v["variant"], f"{v['quantizer']}: validation SSIM {_fmt(v['val_ssim'])}, "
                            f"{v['val_codes_used']} codes used") for v in b["variants"]]
@@ -180,6 +196,8 @@ def _rows_data(b: dict) -> list[tuple[str, str]]:
 
 BENCHMARKS = {"results.json": ("the reference recipe vs the cpu preset", _rows_training),
               "precision.json": ("fp32 vs bf16 on this CPU at equal minutes", _rows_precision),
+              "cpu_preset.json": ("how the cpu preset's batch was chosen (equal minutes)", _rows_cpu_preset),
+              "spend.json": ("codebook size and the VQ-VAE / prior split of the minutes", _rows_spend),
               "prior_compare.json": ("gated PixelCNN vs causal transformer at equal minutes", _rows_prior),
               "prior_minutes.json": ("what more prior minutes buy", _rows_prior),
               "quantizers.json": ("quantizers at an equal budget (notebook 04)", _rows_quantizers),

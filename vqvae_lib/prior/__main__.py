@@ -26,7 +26,6 @@ from pathlib import Path
 
 from ..common import atomic_write_text
 from ..config_checks import DEVICES, MAX_IMAGE_SIZE, check_device
-from ..data.dataset import load_split
 from ..errors import CheckpointError, ConfigError, DataError, cli
 from ..realism.scoring import load_real, read_folder, realism_scores
 from ..runtime import pick_device
@@ -131,10 +130,7 @@ def _score(args) -> None:
     images = read_folder(args.folder, args.size)
     if len(images) < 2:
         raise DataError(f"{args.folder} holds {len(images)} PNG slice; scoring needs at least 2.")
-    real = load_real(args.data_dir, args.size, args.run_dir, verbose=False)
-    if args.split != "test":
-        real.test = load_split(args.split, args.data_dir, size=args.size, masks=False,
-                               verbose=False).tensors()
+    real = load_real(args.data_dir, args.size, args.run_dir, verbose=False, split=args.split)
     text = json.dumps({"folder": str(args.folder), "split": args.split,
                        **realism_scores(images, real, n=min(args.n, len(images)))}, indent=1) + "\n"
     if args.out:

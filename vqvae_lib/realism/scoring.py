@@ -36,20 +36,24 @@ _LABELS = {"one_nn_shape": ("1-NN accuracy, shape (32x32)", "0.5"),
 
 
 class RealSlices:
-    """The training and test slices (with masks) at one size, and the fitted segmenter.
+    """The training slices and the held-out real slices samples are compared with (the test
+    split, or ``split``), with masks, at one size, and the fitted segmenter.
 
     Args:
         data_dir: data folder (default: the usual resolution order).
         size: image side the slices are resized to.
         cache: where the segmenter is cached (e.g. ``runs/<preset>/prior/segmenter.pt``), or None.
         verbose: print the segmenter's accuracy when it is trained.
+        segmenter_steps: optimiser steps of the tissue segmenter.
+        split: the held-out split (``test`` or ``validate``); its slices, subjects and masks are
+            ``test``, ``test_subjects`` and ``test_masks`` below.
     """
 
     def __init__(self, data_dir=None, size: int = 128, cache=None, verbose: bool = True,
-                 segmenter_steps: int = 300):
-        sets = {s: load_split(s, data_dir, size=size, masks=True, verbose=False)
-                for s in ("train", "test")}
-        for s, d in sets.items():
+                 segmenter_steps: int = 300, split: str = "test"):
+        sets = {"train": load_split("train", data_dir, size=size, masks=True, verbose=False),
+                "test": load_split(split, data_dir, size=size, masks=True, verbose=False)}
+        for s, d in (("train", sets["train"]), (split, sets["test"])):
             if d.masks is None:
                 raise DataError(f"the {s} split of {d.root} has no tissue masks; the generation "
                                 f"metrics need them (keras_png_slices_seg_{s}/).")
@@ -68,7 +72,8 @@ class RealSlices:
         return self.segmenter.fractions(images)
 
 
-def load_real(data_dir=None, size: int = 128, run_dir=None, verbose: bool = True) -> RealSlices:
+def load_real(data_dir=None, size: int = 128, run_dir=None, verbose: bool = True,
+              split: str = "test") -> RealSlices:
     """:class:`RealSlices`, the segmenter cached under ``<run_dir>/prior/`` when given.
 
     Args:
@@ -76,9 +81,10 @@ def load_real(data_dir=None, size: int = 128, run_dir=None, verbose: bool = True
         size: image side.
         run_dir: run folder for the segmenter cache (None: fitted in memory, not saved).
         verbose: print the segmenter's accuracy.
+        split: the held-out split the samples are compared with (``test`` or ``validate``).
     """
     cache = Path(run_dir) / "prior" / "segmenter.pt" if run_dir else None
-    return RealSlices(data_dir, size, cache, verbose)
+    return RealSlices(data_dir, size, cache, verbose, split=split)
 
 
 def read_folder(folder, size: int) -> torch.Tensor:
