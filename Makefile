@@ -22,7 +22,7 @@ PRIOR_MINUTES ?=
 
 RUN_ARGS := --preset $(PRESET) --seed $(SEED) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(RUN_DIR),--run-dir $(RUN_DIR)) $(if $(PRIOR_MINUTES),--prior-minutes $(PRIOR_MINUTES))
 
-.PHONY: help setup data slices run-all student report test test-fast test-browser lint lab bench bench-precision bench-prior bench-codecs bench-data clean clean-all
+.PHONY: help setup data slices run-all student report test test-fast test-browser lint lab bench bench-precision bench-preset bench-prior bench-codecs bench-data clean clean-all
 
 help:
 	@sed -n '1,8p' Makefile
@@ -80,6 +80,12 @@ bench: setup data
 
 bench-precision: setup data
 	$(PY) benchmarks/bench_precision.py
+
+# how the cpu preset was chosen (cpu_preset.json), and where its minutes go: codebook size and the
+# VQ-VAE / prior split (spend.json, spend.png); each trains VQ-VAEs for 4.5 minutes, one by one
+bench-preset: setup data
+	$(PY) benchmarks/bench_cpu_preset.py
+	$(PY) benchmarks/bench_spend.py
 
 # the main-line priors at equal minutes, and realism against prior minutes (needs runs/$(PRESET))
 bench-prior: setup data
