@@ -50,6 +50,15 @@ def machine() -> dict:
     return info
 
 
+def chosen(only: str, table: dict) -> list[str]:
+    """The comma-separated names of ``only`` (an ``--only`` option), each one a key of ``table``."""
+    names = [n.strip() for n in only.split(",") if n.strip()]
+    unknown = [n for n in names if n not in table]
+    if unknown:
+        raise SystemExit(f"unknown name(s) {unknown}; choose from {list(table)}")
+    return names
+
+
 def time_to(points: list[dict], threshold: float) -> float | None:
     for p in points:
         if p["val_ssim"] >= threshold:

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench import machine  # noqa: E402
+from bench import chosen, machine  # noqa: E402
 
 from vqvae_lib.common import evenly_spaced, write_json  # noqa: E402
 from vqvae_lib.config import get_config  # noqa: E402
@@ -89,10 +89,7 @@ def main(argv=None) -> int:
     p.add_argument("--scratch", default=str(ROOT / "runs" / "bench_cpu_preset"))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "cpu_preset.json"))
     args = p.parse_args(argv)
-    names = [n.strip() for n in args.only.split(",") if n.strip()]
-    unknown = [n for n in names if n not in VARIANTS]
-    if unknown:
-        raise SystemExit(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
+    names = chosen(args.only, VARIANTS)
     os.environ.setdefault("VQVAE_QUIET", "1")
     info = machine()
     webp, results = None, []

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench import machine  # noqa: E402
+from bench import chosen, machine  # noqa: E402
 from prior_compare import OPTIONS, contact_sheet, steps_per_second, summary  # noqa: E402
 
 from vqvae_lib.checkpoint import load_model  # noqa: E402
@@ -101,10 +101,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "spend.json"))
     p.add_argument("--sheet", default=str(ROOT / "benchmarks" / "spend.png"))
     args = p.parse_args(argv)
-    names = [n.strip() for n in args.only.split(",") if n.strip()]
-    unknown = [n for n in names if n not in ROWS]
-    if unknown:
-        raise SystemExit(f"unknown row(s) {unknown}; choose from {list(ROWS)}")
+    names = chosen(args.only, ROWS)
     os.environ.setdefault("VQVAE_QUIET", "1")
     info = machine()
     real = load_real(args.data_dir, PRESET.image_size, None, verbose=False)

@@ -15,6 +15,7 @@ Adding a notebook (e.g. 06's live sampler) is one ``LiveNotebook`` line below.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -149,10 +150,28 @@ def drive_view(L: LabNotebook, view) -> list[tuple[str, float]]:
     return moves
 
 
-@pytest.mark.parametrize("live", LIVE, ids=lambda n: n.name)
-def test_widgets_work_in_jupyterlab(live: LiveNotebook, run_dir, tmp_path):
+@contextlib.contextmanager
+def lab_notebook(lab_root: Path, name: str, log: Path, out: Path):
+    """JupyterLab serving ``lab_root`` with notebook ``name`` in headless Chromium, as a
+    :class:`LabNotebook` (not yet opened). The server log must stay free of errors; on any failure
+    the page's screenshot, console and server log go to ``out``."""
     from playwright.sync_api import sync_playwright
 
+    with JupyterLab(lab_root, log, pythonpath=str(repo_root())) as lab, sync_playwright() as p:
+        browser = launch_chromium(p)
+        L = LabNotebook(browser.new_page(viewport={"width": 1280, "height": 900}), lab, name)
+        try:
+            yield L
+            assert not lab.log_errors(), f"JupyterLab server log errors: {lab.log_errors()}"
+        except BaseException:
+            L.save_failure(out)
+            raise
+        finally:
+            browser.close()
+
+
+@pytest.mark.parametrize("live", LIVE, ids=lambda n: n.name)
+def test_widgets_work_in_jupyterlab(live: LiveNotebook, run_dir, tmp_path):
     t0 = time.monotonic()
     _prepare(run_dir, live.prepare)
     t_prepare = time.monotonic() - t0
@@ -164,41 +183,30 @@ def test_widgets_work_in_jupyterlab(live: LiveNotebook, run_dir, tmp_path):
     out = artifacts_dir(live.name)
     for old in out.glob("*"):
         old.unlink() if old.is_file() else shutil.rmtree(old)
-    with JupyterLab(lab_root, tmp_path / "jupyterlab.log", pythonpath=str(repo_root())) as lab, \
-            sync_playwright() as p:
-        browser = launch_chromium(p)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        L = LabNotebook(page, lab, f"{live.name}.ipynb")
-        marks = {}
-        try:
-            L.open()
-            marks["lab_open_s"] = time.monotonic() - t0
-            L.run_all()
-            marks["run_all_s"] = time.monotonic() - t0
-            assert not L.output_errors(), f"errors after Run All: {L.output_errors()}"
-            views = L.widget_views()
-            assert len(views) == live.views, f"expected {live.views} widget views"
-            L.screenshot(views[0], out / "first_view.png")
-            if live.check:
-                live.check(views)
-            moves = {}
-            for k, view in enumerate(views):
-                for what, change in drive_view(L, view):
-                    moves[f"view {k}: {what}"] = round(change, 4)
-            marks["moves_s"] = time.monotonic() - t0
-            assert len(moves) >= len(views)
-            weak = {m: c for m, c in moves.items() if c < MIN_CHANGE}
-            assert not weak, f"the image did not change (< {MIN_CHANGE:.2%} of pixels): {weak}"
-            median = sorted(moves.values())[len(moves) // 2]
-            assert median >= MIN_MEDIAN_CHANGE, f"most moves hardly changed the image: {moves}"
-            assert not L.output_errors(), f"errors after moving the controls: {L.output_errors()}"
-            assert not L.console_errors, f"browser console errors: {L.console_errors}"
-            assert not lab.log_errors(), f"JupyterLab server log errors: {lab.log_errors()}"
-        except BaseException:
-            L.save_failure(out)
-            raise
-        finally:
-            browser.close()
+    marks = {}
+    with lab_notebook(lab_root, f"{live.name}.ipynb", tmp_path / "jupyterlab.log", out) as L:
+        L.open()
+        marks["lab_open_s"] = time.monotonic() - t0
+        L.run_all()
+        marks["run_all_s"] = time.monotonic() - t0
+        assert not L.output_errors(), f"errors after Run All: {L.output_errors()}"
+        views = L.widget_views()
+        assert len(views) == live.views, f"expected {live.views} widget views"
+        L.screenshot(views[0], out / "first_view.png")
+        if live.check:
+            live.check(views)
+        moves = {}
+        for k, view in enumerate(views):
+            for what, change in drive_view(L, view):
+                moves[f"view {k}: {what}"] = round(change, 4)
+        marks["moves_s"] = time.monotonic() - t0
+        assert len(moves) >= len(views)
+        weak = {m: c for m, c in moves.items() if c < MIN_CHANGE}
+        assert not weak, f"the image did not change (< {MIN_CHANGE:.2%} of pixels): {weak}"
+        median = sorted(moves.values())[len(moves) // 2]
+        assert median >= MIN_MEDIAN_CHANGE, f"most moves hardly changed the image: {moves}"
+        assert not L.output_errors(), f"errors after moving the controls: {L.output_errors()}"
+        assert not L.console_errors, f"browser console errors: {L.console_errors}"
     timing = {"prepare_s": round(t_prepare, 1), **{k: round(v, 1) for k, v in marks.items()},
               "total_s": round(time.monotonic() - t0, 1)}      # seconds since the test began
     (out / "result.json").write_text(json.dumps({"moves": moves, **timing}, indent=1))
@@ -225,8 +233,6 @@ def test_a_student_fills_a_blank_in_jupyterlab(tmp_path):
     """``make student``'s notebook 02 in JupyterLab: run up to the first blank; its check cell is
     read-only and fails in plain words; paste the reference solution into the blank, run it and
     the check again: the check passes. Screenshots of both go to ``runs/browser/student/``."""
-    from playwright.sync_api import sync_playwright
-
     from vqvae_lib.course.student import exercises, write_student_edition
 
     book = repo_root() / "notebooks" / "02_model_building.ipynb"
@@ -241,11 +247,8 @@ def test_a_student_fills_a_blank_in_jupyterlab(tmp_path):
     assert check == blank + 1 and "NotImplementedError" in cells[blank].source
     solution = exercises(nbformat.read(book, as_version=4))[0].solution
     out = artifacts_dir("student")
-    with JupyterLab(lab_root, tmp_path / "jupyterlab.log", pythonpath=str(repo_root())) as lab, \
-            sync_playwright() as p:
-        browser = launch_chromium(p)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        L = LabNotebook(page, lab, copy.name)
+    with lab_notebook(lab_root, copy.name, tmp_path / "jupyterlab.log", out) as L:
+        page = L.page
 
         def run(i: int, command: str = "notebook:run-cell", watch: int | None = None) -> dict:
             """Run ``command`` with cell ``i`` active; wait until cell ``watch`` (default ``i``)
@@ -258,27 +261,20 @@ def test_a_student_fills_a_blank_in_jupyterlab(tmp_path):
                     f"cell {watch} to run")
             return page.evaluate(_JS_CELL, watch)
 
-        try:
-            L.open()
-            above = max(i for i, c in enumerate(cells[:blank]) if c.cell_type == "code")
-            assert not run(blank, "notebook:run-all-above", watch=above)["error"]   # set-up cells
-            assert not run(blank)["error"]      # it defines the function; calling it raises
-            failing = run(check)
-            assert failing["editable"] is False and failing["readOnly"], "the check cell is editable"
-            assert failing["error"] and "`nearest_code` is not written yet" in failing["text"], failing
-            page.locator(".jp-Notebook .jp-Cell").nth(check).screenshot(path=str(out / "check_fails.png"))
-            editor = page.locator(".jp-Notebook .jp-Cell").nth(blank).locator(".cm-content")
-            editor.click()
-            page.keyboard.press("Control+a")
-            page.keyboard.insert_text(solution)                           # as a paste
-            assert page.evaluate(_JS_CELL, blank)["source"] == solution
-            assert not run(blank)["error"]
-            passing = run(check)
-            assert not passing["error"] and "all" in passing["text"] and "checks pass" in passing["text"], passing
-            page.locator(".jp-Notebook .jp-Cell").nth(check).screenshot(path=str(out / "check_passes.png"))
-            assert not lab.log_errors(), f"JupyterLab server log errors: {lab.log_errors()}"
-        except BaseException:
-            L.save_failure(out)
-            raise
-        finally:
-            browser.close()
+        L.open()
+        above = max(i for i, c in enumerate(cells[:blank]) if c.cell_type == "code")
+        assert not run(blank, "notebook:run-all-above", watch=above)["error"]   # set-up cells
+        assert not run(blank)["error"]      # it defines the function; calling it raises
+        failing = run(check)
+        assert failing["editable"] is False and failing["readOnly"], "the check cell is editable"
+        assert failing["error"] and "`nearest_code` is not written yet" in failing["text"], failing
+        page.locator(".jp-Notebook .jp-Cell").nth(check).screenshot(path=str(out / "check_fails.png"))
+        editor = page.locator(".jp-Notebook .jp-Cell").nth(blank).locator(".cm-content")
+        editor.click()
+        page.keyboard.press("Control+a")
+        page.keyboard.insert_text(solution)                           # as a paste
+        assert page.evaluate(_JS_CELL, blank)["source"] == solution
+        assert not run(blank)["error"]
+        passing = run(check)
+        assert not passing["error"] and "all" in passing["text"] and "checks pass" in passing["text"], passing
+        page.locator(".jp-Notebook .jp-Cell").nth(check).screenshot(path=str(out / "check_passes.png"))
