@@ -89,3 +89,15 @@ def test_markdown_types_no_run_numbers(path):
 ])
 def test_the_rule(text, flagged):
     assert run_numbers(text) == flagged
+
+
+WORD_LIMITS = {"06_prior_and_generation.ipynb": 2500}   # issue 23: notebook 06 fits a 90-minute lab
+"""Words of Markdown a notebook may hold: about 3,000 fit a 90-minute lab with its compute."""
+
+
+@pytest.mark.parametrize("path", notebook_paths(), ids=lambda p: p.name)
+def test_every_notebook_fits_a_lab(path):
+    nb = nbformat.read(path, as_version=4)
+    words = sum(len(c.source.split()) for c in nb.cells if c.cell_type == "markdown")
+    limit = WORD_LIMITS.get(path.name, 3000)
+    assert words <= limit, f"{path.name}: {words} words of Markdown, over the {limit} a lab can read"
