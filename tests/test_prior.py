@@ -192,7 +192,7 @@ def tiny_run(tmp_path, monkeypatch):
 
 
 def test_train_prior_writes_checkpoints_and_reloads(tiny_run):
-    from vqvae_lib.prior.fit import train_or_load_prior, train_prior
+    from vqvae_lib.prior.fit import train_prior
 
     ckpt, data, run_dir = tiny_run
     run = train_prior(ckpt, data, device="cpu", verbose=False, prior_epochs=2, prior_channels=8,
@@ -208,7 +208,7 @@ def test_train_prior_writes_checkpoints_and_reloads(tiny_run):
     assert saved["extra"]["vqvae_checkpoint"] == "checkpoints/best.pt"   # relative to the run
     assert saved["extra"]["precision"] in ("bf16", "fp32") and m["precision"] == saved["extra"]["precision"]
     assert prior.sample(3, (8, 8)).shape == (3, 8, 8)
-    again = train_or_load_prior(ckpt, data, retrain=False, verbose=False)  # reloads, no training
+    again = train_prior(ckpt, data, retrain=False, verbose=False)  # reloads, no training
     assert again.metrics == pytest.approx(m) and again.history["val"] == run.history["val"]
     with pytest.raises(CheckpointError, match="not a prior checkpoint"):
         load_prior(ckpt)
@@ -220,6 +220,7 @@ def test_cli_trains_a_conditional_prior_and_samples_pngs(tiny_run):
 
     from vqvae_lib.checkpoint import find_checkpoint
     from vqvae_lib.prior.__main__ import main
+    from vqvae_lib.realism.__main__ import main as realism_main
 
     ckpt, data, run_dir = tiny_run
     assert main(["train", "--checkpoint", str(ckpt), "--data-dir", str(data), "--device", "cpu",
@@ -246,7 +247,7 @@ def test_cli_trains_a_conditional_prior_and_samples_pngs(tiny_run):
         find_checkpoint(run_dir.parent / "empty", needed_for="the prior is fitted to its codes")
     for split in ("test", "validate"):      # score: the samples against a held-out split
         report = run_dir / f"score_{split}.json"
-        assert main(["score", str(out), "--split", split, "--data-dir", str(data), "--size", "32",
+        assert realism_main([str(out), "--split", split, "--data-dir", str(data), "--size", "32",
                      "-n", "4", "--out", str(report)]) == 0
         scores = json.loads(report.read_text())
         assert scores["split"] == split and 0 <= scores["one_nn_shape"]["generated"] <= 1
@@ -332,27 +333,27 @@ def test_a_vqvae_retrained_at_the_same_path_gets_a_new_prior(tiny_run, capsys):
     from vqvae_lib.checkpoint import file_hash, save_checkpoint
     from vqvae_lib.config import get_config
     from vqvae_lib.model.vqvae import build_model
-    from vqvae_lib.prior.fit import train_or_load_prior
+    from vqvae_lib.prior.fit import train_prior
 
     ckpt, data, run_dir = tiny_run
     kw = dict(device="cpu", verbose=False, prior_epochs=1, prior_channels=8, prior_layers=2)
-    first = train_or_load_prior(ckpt, data, **kw)
+    first = train_prior(ckpt, data, **kw)
     old_codes = first.codes["train"]["codes"]
     torch.manual_seed(123)   # "retrain": other weights, same path
     save_checkpoint(ckpt, model=build_model(get_config("smoke", image_size=32, kmeans_init=False)),
                     cfg=get_config("smoke", image_size=32, kmeans_init=False))
-    again = train_or_load_prior(ckpt, data, retrain=False, **kw)
+    again = train_prior(ckpt, data, retrain=False, **kw)
     _, saved = load_prior(run_dir / "prior" / "best.pt")
     assert saved["extra"]["vqvae_sha1"] == file_hash(ckpt), "the old prior was reused"
     assert again.metrics["vqvae_sha1"] == file_hash(ckpt)
     assert not torch.equal(again.codes["train"]["codes"], old_codes), "stale code cache"
-    reused = train_or_load_prior(ckpt, data, retrain=False, **kw)   # same content: reused
+    reused = train_prior(ckpt, data, retrain=False, **kw)   # same content: reused
     assert reused.metrics == again.metrics
 
 
 def test_a_saved_prior_keeps_its_own_architecture(tiny_run, monkeypatch):
     from vqvae_lib import config
-    from vqvae_lib.prior.fit import train_or_load_prior, train_prior
+    from vqvae_lib.prior.fit import train_prior
 
     ckpt, data, run_dir = tiny_run
     train_prior(ckpt, data, device="cpu", verbose=False, prior_epochs=1, prior_kind="transformer",
@@ -363,7 +364,7 @@ def test_a_saved_prior_keeps_its_own_architecture(tiny_run, monkeypatch):
     prior, saved = load_prior(run_dir / "prior" / "best.pt")
     assert isinstance(prior, CodeTransformer) and len(prior.blocks) == 1 and prior.n_classes == 2
     assert saved["extra"]["prior_kind"] == "transformer"
-    run = train_or_load_prior(ckpt, data, retrain=False, verbose=False)
+    run = train_prior(ckpt, data, retrain=False, verbose=False)
     assert isinstance(run.prior, CodeTransformer) and run.cfg.prior_layers == 1
 
 

@@ -161,7 +161,7 @@ def test_score_command_on_a_folder_of_pngs(tmp_path, monkeypatch, capsys):
     from PIL import Image
 
     import vqvae_lib.paths
-    from vqvae_lib.prior.__main__ import main
+    from vqvae_lib.realism.__main__ import main
 
     monkeypatch.setattr(vqvae_lib.paths, "default_cache_dir", lambda: tmp_path / "cache")
     data = make_oasis(tmp_path / "data", slices=4, size=32)
@@ -170,7 +170,7 @@ def test_score_command_on_a_folder_of_pngs(tmp_path, monkeypatch, capsys):
     for i, img in enumerate(heads(6, 0)):
         Image.fromarray((img[0].numpy() * 255).astype(np.uint8)).save(folder / f"sample_{i:03d}.png")
     out = tmp_path / "scores.json"
-    rc = main(["score", str(folder), "--data-dir", str(data), "--size", "32", "-n", "6",
+    rc = main([str(folder), "--data-dir", str(data), "--size", "32", "-n", "6",
                "--out", str(out), "--run-dir", str(tmp_path / "run")])
     assert rc == 0
     printed = json.loads(capsys.readouterr().out)
@@ -180,11 +180,11 @@ def test_score_command_on_a_folder_of_pngs(tmp_path, monkeypatch, capsys):
         assert key in printed
     assert 0 <= printed["one_nn_shape"]["generated"] <= 1
     assert (tmp_path / "run" / "prior" / "segmenter.pt").is_file()
-    assert main(["score", str(tmp_path / "empty"), "--data-dir", str(data)]) == 2
+    assert main([str(tmp_path / "empty"), "--data-dir", str(data)]) == 2
     assert "not a folder" in capsys.readouterr().err
     for bad, says in ((["-n", "0"], "-n 0"), (["--size", "0"], "--size 0")):   # before any work
         with pytest.raises(SystemExit) as e:
-            main(["score", str(folder), "--data-dir", str(data), *bad])
+            main([str(folder), "--data-dir", str(data), *bad])
         assert e.value.code == 2 and says in capsys.readouterr().err
 
 

@@ -109,7 +109,8 @@ def check_replaceable(out: str | os.PathLike, manifest_name: str, *, inputs=(),
     if not target.is_dir() or not any(target.iterdir()):
         return target
     if not (target / manifest_name).is_file():
-        raise refuse(f"it is not empty and is not {what} (no {manifest_name})")
+        first = min(p.name for p in target.iterdir())
+        raise refuse(f"it is not empty (it holds {first}) and is not {what} (no {manifest_name})")
     foreign = _foreign_files(target, manifest_name)
     if foreign:
         raise refuse(f"it holds {len(foreign)} file(s) {command} did not make, e.g. "

@@ -11,7 +11,7 @@ the test NLL), ``store`` (building, saving, loading; the VQ-VAE a prior belongs 
 
 from .codes import all_codes, slice_bins, split_codes
 from .draw import CodePrior, draw_codes
-from .fit import PriorRun, baseline_bits, evaluate_bits, train_or_load_prior, train_prior
+from .fit import PriorRun, baseline_bits, evaluate_bits, train_prior
 from .pixelcnn import GatedPixelCNN
 from .sample import default_labels, generate, write_samples
 from .store import PRIOR_KINDS, build_prior, load_prior, rebuild_prior, vqvae_for_prior
@@ -20,5 +20,4 @@ from .transformer import CodeTransformer
 __all__ = ["PRIOR_KINDS", "CodePrior", "CodeTransformer", "GatedPixelCNN", "PriorRun",
            "all_codes", "baseline_bits", "build_prior", "default_labels", "draw_codes",
            "evaluate_bits", "generate", "load_prior", "rebuild_prior", "slice_bins",
-           "split_codes", "train_or_load_prior", "train_prior", "vqvae_for_prior",
-           "write_samples"]
+           "split_codes", "train_prior", "vqvae_for_prior", "write_samples"]

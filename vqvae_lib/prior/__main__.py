@@ -1,33 +1,26 @@
-"""``python -m vqvae_lib.prior train|sample|score``: fit a prior, write samples as files, score a
-folder of slices.
+"""``python -m vqvae_lib.prior train|sample``: fit a prior, write samples as files.
 
     python -m vqvae_lib.prior train  --checkpoint runs/cpu/checkpoints/best.pt
                                      [--prior_kind transformer ...]
     python -m vqvae_lib.prior sample --prior runs/cpu/prior/best.pt -n 64 --out-dir samples/
                                      [--seed 0] [--temperature 1.0]
-    python -m vqvae_lib.prior score  samples/ [--split test] [--data-dir DIR] [--size 128]
-                                     [--out scores.json]
 
 ``sample`` writes ``sample_000.png`` ... (8-bit grey), ``codes.npy`` (the code grids) and
 ``samples.json`` (what made them), replacing an earlier sampling in that folder as a whole; it
-decodes with the VQ-VAE the prior was fitted to and refuses another one. ``score`` compares every
-PNG of a folder with the real slices (the realism metrics with their floors, see
-:mod:`vqvae_lib.realism`) and prints JSON. Every option is checked before any work starts; a bad
-value, a missing or damaged file is reported in one line (``error: ...``) with exit status 2.
+decodes with the VQ-VAE the prior was fitted to and refuses another one. How real the samples
+are: ``python -m vqvae_lib.realism samples/``. Every option is checked before any work starts; a
+bad value, a missing or damaged file is reported in one line (``error: ...``) with exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
 
-from ..common import atomic_write_text
-from ..config_checks import DEVICES, MAX_IMAGE_SIZE, check_device
+from ..config_checks import DEVICES, check_device
 from ..errors import CheckpointError, ConfigError, DataError, cli
-from ..realism.scoring import load_real, read_folder, realism_scores
 from ..runtime import pick_device
 from .fit import train_prior
 from .sample import generate, write_samples
@@ -64,17 +57,6 @@ def parser() -> argparse.ArgumentParser:
                         "another is refused)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default=None)
-    c = sub.add_parser("score", help="realism metrics of a folder of PNG slices against a split")
-    c.add_argument("folder", help="folder of PNG slices (e.g. what `sample --out-dir` wrote)")
-    c.add_argument("--split", default="test", choices=("test", "validate"),
-                   help="real slices to compare with")
-    c.add_argument("--data-dir", default=None)
-    c.add_argument("--size", type=int, default=128,
-                   help=f"side the slices are compared at (16..{MAX_IMAGE_SIZE})")
-    c.add_argument("-n", type=int, default=64, help="slices per side (>= 2)")
-    c.add_argument("--run-dir", default=None,
-                   help="caches the tissue segmenter under <run-dir>/prior/")
-    c.add_argument("--out", default=None, help="also write the JSON here")
     return p
 
 
@@ -86,11 +68,6 @@ def check_arguments(args, p: argparse.ArgumentParser) -> None:
         if not math.isfinite(args.temperature) or args.temperature < 0:
             p.error(f"--temperature {args.temperature}: must be a finite number >= 0 "
                     f"(0 = most likely code, 1 = the model's own distribution)")
-    if args.command == "score":
-        if args.n < 2:
-            p.error(f"-n {args.n}: at least 2 slices per side are needed for the two-sample tests")
-        if not 16 <= args.size <= MAX_IMAGE_SIZE:
-            p.error(f"--size {args.size}: must be in 16..{MAX_IMAGE_SIZE} pixels")
     try:
         check_device(getattr(args, "device", None) or "auto")
     except ConfigError:
@@ -126,18 +103,6 @@ def _sample(args, p) -> None:
           f"and samples.json to {args.out_dir}")
 
 
-def _score(args) -> None:
-    images = read_folder(args.folder, args.size)
-    if len(images) < 2:
-        raise DataError(f"{args.folder} holds {len(images)} PNG slice; scoring needs at least 2.")
-    real = load_real(args.data_dir, args.size, args.run_dir, verbose=False, split=args.split)
-    text = json.dumps({"folder": str(args.folder), "split": args.split,
-                       **realism_scores(images, real, n=min(args.n, len(images)))}, indent=1) + "\n"
-    if args.out:
-        atomic_write_text(args.out, text)
-    print(text, end="")
-
-
 @cli
 def main(argv=None) -> int:
     """Run the command line; returns the exit status (2: bad input or an OS error, reported in
@@ -151,8 +116,7 @@ def main(argv=None) -> int:
     if rest and args.command != "train":
         p.error(f"unrecognised arguments: {rest}")
     check_arguments(args, p)
-    {"train": lambda: _train(args, rest, p), "sample": lambda: _sample(args, p),
-     "score": lambda: _score(args)}[args.command]()
+    {"train": lambda: _train(args, rest, p), "sample": lambda: _sample(args, p)}[args.command]()
     return 0
 
 

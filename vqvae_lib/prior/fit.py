@@ -31,8 +31,7 @@ from ..train.budget import warmup_cosine
 from .codes import all_codes, condition_labels, split_codes
 from .store import PRIOR_CHECKPOINT_KIND, build_prior, load_prior, vqvae_reference
 
-__all__ = ["PriorRun", "prior_step", "train_prior", "train_or_load_prior", "baseline_bits",
-           "evaluate_bits"]
+__all__ = ["PriorRun", "prior_step", "train_prior", "baseline_bits", "evaluate_bits"]
 
 RUN_FILES = ("best.pt", "last.pt", "metrics.json", "history.json")
 """The files of one prior in ``prior/`` (and in ``prior/candidate/``, ``prior/previous/``)."""
@@ -103,28 +102,42 @@ class PriorRun:
     codes: dict = field(repr=False, default_factory=dict)  # split -> {"codes", "slice_index"}
 
 
-def train_prior(checkpoint, data_dir=None, run_dir=None, device=None, verbose: bool = True,
-                **overrides) -> PriorRun:
+def train_prior(checkpoint, data_dir=None, run_dir=None, device=None, retrain: bool = True,
+                verbose: bool = True, **overrides) -> PriorRun:
     """Train a new prior on the codes of ``checkpoint`` (a VQ-VAE best.pt), holding the run
     folder's lock, with the ``prior_*`` settings of the VQ-VAE's preset as it is defined *now*. It
     trains in ``prior/candidate/``; of it and the prior already in ``prior/`` (fitted to the same
     VQ-VAE), the lower validation NLL becomes ``prior/best.pt``, the other ``prior/previous/``.
+    With ``retrain=False`` the prior in ``prior/`` is reused instead when it was fitted to this
+    checkpoint's *content* (a VQ-VAE retrained at the same path has other codes).
 
     Args:
         checkpoint: the VQ-VAE checkpoint.
         data_dir: data folder.
         run_dir: run folder (default: the folder above ``checkpoints/``).
         device: where to train (default: the config's device).
+        retrain: train a new prior even when ``prior/best.pt`` fits this VQ-VAE.
         verbose: print progress lines.
-        **overrides: ``prior_*`` (and other) config fields, e.g. ``prior_kind``,
+        **overrides: ``prior_*`` (and other) config fields of a new prior, e.g. ``prior_kind``,
             ``prior_max_minutes``, ``prior_max_steps``, ``prior_precision``.
 
     Returns:
         a :class:`PriorRun` for the prior that is ``prior/best.pt`` afterwards.
     """
-    run_dir = Path(run_dir) if run_dir else Path(checkpoint).resolve().parent.parent
+    checkpoint = Path(checkpoint)
+    run_dir = Path(run_dir) if run_dir else checkpoint.resolve().parent.parent
+    best, metrics = run_dir / "prior" / "best.pt", run_dir / "prior" / "metrics.json"
+    if not retrain and best.is_file() and metrics.is_file():
+        if load_prior(best)[1]["extra"].get("vqvae_sha1") == file_hash(checkpoint):
+            if verbose:
+                print(f"loaded the prior {best}, fitted to this VQ-VAE (retrain=True, in notebook "
+                      f"06 retrain_prior=True, trains a new one)")
+            return _reload(run_dir, checkpoint, data_dir, device or "cpu")
+        if verbose:
+            print(f"{best} was fitted to another VQ-VAE (checkpoint content differs): training a "
+                  f"new prior")
     with run_lock(run_dir, "prior training"):
-        return _fit(Path(checkpoint), data_dir, run_dir, device, verbose, overrides)
+        return _fit(checkpoint, data_dir, run_dir, device, verbose, overrides)
 
 
 def _fit(checkpoint: Path, data_dir, run_dir: Path, device, verbose: bool,
@@ -271,32 +284,3 @@ def _reload(run_dir: Path, checkpoint, data_dir, device, codes=None) -> PriorRun
     history = {"train": ckpt["extra"]["train_curve"], "val": ckpt["history"]}
     metrics = json.loads((run_dir / "prior" / "metrics.json").read_text())
     return PriorRun(prior, cfg, history, metrics, codes)
-
-
-def train_or_load_prior(checkpoint, data_dir=None, run_dir=None, device=None,
-                        retrain: bool = True, verbose: bool = True, **overrides) -> PriorRun:
-    """Train the prior, or (``retrain=False``) reload ``<run_dir>/prior/best.pt`` if it was fitted
-    to this checkpoint's *content* (a VQ-VAE retrained at the same path has other codes).
-
-    Args:
-        checkpoint: the VQ-VAE checkpoint.
-        data_dir: data folder.
-        run_dir: run folder (default: the folder above ``checkpoints/``).
-        device: where to run.
-        retrain: always train a new prior.
-        verbose: print what happens.
-        **overrides: config fields for a new prior (ignored when one is reused).
-    """
-    checkpoint = Path(checkpoint)
-    run_dir = Path(run_dir) if run_dir else checkpoint.resolve().parent.parent
-    best, metrics = run_dir / "prior" / "best.pt", run_dir / "prior" / "metrics.json"
-    if not retrain and best.is_file() and metrics.is_file():
-        if load_prior(best)[1]["extra"].get("vqvae_sha1") == file_hash(checkpoint):
-            if verbose:
-                print(f"loaded the prior {best}, fitted to this VQ-VAE (retrain_prior=True trains "
-                      f"a new one)")
-            return _reload(run_dir, checkpoint, data_dir, device or "cpu")
-        if verbose:
-            print(f"{best} was fitted to another VQ-VAE (checkpoint content differs): training a "
-                  f"new prior")
-    return train_prior(checkpoint, data_dir, run_dir, device, verbose, **overrides)

@@ -6,7 +6,6 @@ is thrown away: what the prior draws is what is shown and scored.
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 
@@ -15,8 +14,7 @@ import torch
 from PIL import Image
 
 from ..common import atomic_write
-from ..errors import DataError
-from ..folders import FILES_MADE, replace_folder
+from ..folders import replace_folder
 from ..model.inference import decode
 
 __all__ = ["default_labels", "check_labels", "generate", "write_samples", "SAMPLE_MANIFEST"]
@@ -95,7 +93,7 @@ def write_samples(images: torch.Tensor, codes: torch.Tensor, out_dir, about: dic
     """Write one sampling as a folder: ``sample_000.png`` ... (8-bit grey), ``codes.npy``
     (n, h, w) int16 and ``samples.json`` (what made them), swapped in whole
     (:func:`vqvae_lib.folders.replace_folder`), so it never mixes two samplings; a folder holding
-    files that sampling did not write is refused, naming one.
+    files that sampling did not write is refused before any is written, naming one.
 
     Args:
         images: (n, 1, H, W) float in [0, 1].
@@ -106,13 +104,6 @@ def write_samples(images: torch.Tensor, codes: torch.Tensor, out_dir, about: dic
     Returns:
         the PNG paths.
     """
-    out_dir = Path(out_dir)
-    foreign = sorted(p.name for p in out_dir.glob("*") if p.name not in (
-        "codes.npy", SAMPLE_MANIFEST, FILES_MADE) and not re.fullmatch(r"sample_.*\.png", p.name))
-    if foreign:
-        raise DataError(f"{out_dir} holds files that sampling did not write "
-                        f"({', '.join(foreign[:3])}); choose an empty or new folder for the "
-                        f"samples.")
     pixels = (images[:, 0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()  # (n, H, W)
 
     def build(tmp: Path) -> dict:

@@ -2,7 +2,7 @@
 segmenter and :func:`vqvae_lib.realism.metrics.realism_metrics`.
 
 Used by notebook 06 (which writes ``runs/<preset>/prior/generation.json``) and by
-``python -m vqvae_lib.prior score DIR`` (any folder of PNG slices).
+``python -m vqvae_lib.realism DIR`` (any folder of PNG slices).
 """
 
 from __future__ import annotations
