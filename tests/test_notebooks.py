@@ -43,6 +43,13 @@ def test_parameters_cell_has_the_shared_names(path):
         assert name in namespace, f"{path.name}: parameters cell lacks {name!r}"
     sources = " ".join(c.source.lower() for c in nb.cells if c.cell_type == "markdown")
     assert "summary" in sources and "exercise" in sources, f"{path.name}: needs Summary and Exercises"
+    # papermill reads the same names (`papermill --help-notebook`, its warnings in `make run-all`):
+    # a comment it cannot parse ("x = 1  # a = b") hides that parameter from it
+    from papermill.translators import PythonTranslator
+
+    seen = [p.name for p in PythonTranslator.inspect({"source": cells[0].source})]
+    assert seen == [k for k in namespace if not k.startswith("__")], \
+        f"{path.name}: papermill cannot parse every line of the parameters cell: it sees {seen}"
 
 
 def test_runner_names_the_failing_notebook_and_cell(tmp_path):
