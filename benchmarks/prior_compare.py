@@ -61,7 +61,7 @@ def steps_per_second(overrides: dict, cfg, steps: int) -> float:
         if i == 10:                       # after a warm-up (the first bf16 steps are slow)
             t0 = time.perf_counter()
         with autocast("cpu", amp):
-            loss = prior.training_loss(x, y)
+            loss = prior.nll_bits(x, y).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()

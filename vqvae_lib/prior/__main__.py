@@ -15,15 +15,15 @@ bad value, a missing or damaged file is reported in one line (``error: ...``) wi
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
 from ..config_checks import DEVICES, check_device
 from ..errors import CheckpointError, ConfigError, DataError, cli
 from ..runtime import pick_device
+from .draw import sampling_temperatures
 from .fit import train_prior
-from .sample import generate, write_samples
+from .sample import check_labels, generate, write_samples
 from .store import load_prior, vqvae_for_prior
 
 __all__ = ["main", "parser"]
@@ -65,9 +65,10 @@ def check_arguments(args, p: argparse.ArgumentParser) -> None:
     if args.command == "sample":
         if not 1 <= args.n <= MAX_SAMPLES:
             p.error(f"-n {args.n}: the number of samples must be in 1..{MAX_SAMPLES}")
-        if not math.isfinite(args.temperature) or args.temperature < 0:
-            p.error(f"--temperature {args.temperature}: must be a finite number >= 0 "
-                    f"(0 = most likely code, 1 = the model's own distribution)")
+        try:
+            sampling_temperatures(args.temperature, 1, "cpu")
+        except ValueError as e:
+            p.error(f"--temperature {args.temperature}: {e}")
     try:
         check_device(getattr(args, "device", None) or "auto")
     except ConfigError:
@@ -89,9 +90,10 @@ def _train(args, rest, p) -> None:
 def _sample(args, p) -> None:
     device = pick_device(args.device or "auto")
     prior, ckpt = load_prior(args.prior, device)
-    if args.label is not None and not 0 <= args.label < max(prior.n_classes, 1):
-        p.error(f"--label {args.label}: " + (f"must be in 0..{prior.n_classes - 1} for this prior"
-                                            if prior.n_classes else "this prior is unconditional"))
+    try:
+        check_labels(prior, args.label, args.n)
+    except ValueError as e:
+        p.error(f"--label {args.label}: {e}")
     vqvae, vq_path = vqvae_for_prior(args.prior, ckpt, args.checkpoint, device)
     out = generate(prior, vqvae, args.n, args.temperature, labels=args.label, seed=args.seed,
                    device=device)

@@ -64,10 +64,6 @@ class CodePrior(nn.Module):
         nats = F.cross_entropy(self(codes, y).float(), codes, reduction="none")  # (B, h, w)
         return nats.flatten(1).mean(1) / math.log(2)
 
-    def training_loss(self, codes: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """What the optimiser minimises: the mean NLL in bits per cell (a scalar)."""
-        return self.nll_bits(codes, y).mean()
-
     @torch.no_grad()
     def prepare(self, train_codes: torch.Tensor) -> None:
         """Start at the unigram (zero output weights, log-frequency biases), not several bits

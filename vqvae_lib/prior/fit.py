@@ -84,7 +84,7 @@ def prior_step(prior, opt, x: torch.Tensor, y, lr: float, amp=None) -> float:
     for g in opt.param_groups:
         g["lr"] = lr
     with autocast(x.device, amp):              # bf16 matrix work where the hardware has it
-        loss = prior.training_loss(x, y)       # cross-entropy of every true code, in fp32
+        loss = prior.nll_bits(x, y).mean()     # cross-entropy of every true code, in fp32
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(prior.parameters(), 1.0)
