@@ -178,7 +178,8 @@ class Sampler(W.VBox):
         self.prior, self.vqvae, self.n, self.device = prior, vqvae, n, device
         self.temperature = W.FloatSlider(value=temperature, min=0.3, max=1.5, step=0.05,
                                          description="temperature", continuous_update=False,
-                                         readout_format=".2f")
+                                         readout_format=".2f",
+                                         style={"description_width": "initial"})
         # the slice-position classes' names, bottom of the head first
         self.names = (["lowest quarter", "lower-middle", "upper-middle", "top quarter"]
                       if prior.n_classes == 4 else
