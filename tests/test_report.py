@@ -13,6 +13,7 @@ from PIL import Image
 
 from vqvae_lib.course import report as R
 from vqvae_lib.course import report_export as RE
+from vqvae_lib.course import report_numbers as RN
 
 WIDGET_CELL = """\
 import io
@@ -172,11 +173,11 @@ def test_every_benchmark_json_of_the_repository_gets_a_section(tmp_path):
     from vqvae_lib.paths import repo_root
 
     bench = repo_root() / "benchmarks"
-    sections = R.key_numbers(tmp_path, bench)
+    sections = RN.key_numbers(tmp_path, bench)
     by_source = {s.source: s for s in sections if s.title.startswith("Benchmark")}
     for path in bench.glob("*.json"):
-        assert path.name in R.BENCHMARKS or path.name in R.NOT_REPORTED, path.name
-        if path.name in R.BENCHMARKS:
+        assert path.name in RN.BENCHMARKS or path.name in RN.NOT_REPORTED, path.name
+        if path.name in RN.BENCHMARKS:
             sec = by_source[f"benchmarks/{path.name}"]
             results = [v for k, v in sec.rows if k != "measured"]
             assert results and any(re.search(r"\d\.\d", v) for v in results), path.name
@@ -189,6 +190,6 @@ def test_generation_metrics_are_reported_beside_their_floors(tmp_path):
         "prior_kind": "pixelcnn", "prior_cond_bins": 4, "temperature": 1.0, "n_generated": 64,
         "n_real": 64, "one_nn_shape": {"generated": 0.734, "floor": 0.828},
         "tissue_w1": {"CSF": {"generated": 0.0142, "floor": 0.0067}}}))
-    sec = next(s for s in R.key_numbers(tmp_path, tmp_path / "none") if "Generated" in s.title)
+    sec = next(s for s in RN.key_numbers(tmp_path, tmp_path / "none") if "Generated" in s.title)
     text = " ".join(f"{k} {v}" for k, v in sec.rows)
     assert "0.734 (real vs real: 0.828)" in text and "0.0142 (floor 0.0067)" in text
