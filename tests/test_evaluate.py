@@ -13,13 +13,14 @@ from skimage.data import camera
 from skimage.metrics import structural_similarity
 from skimage.transform import resize
 
-from vqvae_lib.checkpoint import find_checkpoint, load_model, run_dir_of_checkpoint
+from vqvae_lib.checkpoint import find_checkpoint, load_model
 from vqvae_lib.config import get_config
 from vqvae_lib.errors import CheckpointError
 from vqvae_lib.evaluate import baselines as B
 from vqvae_lib.evaluate import breakdown as BD
 from vqvae_lib.evaluate import score as E
 from vqvae_lib.evaluate import ssim_explained as SX
+from vqvae_lib.paths import run_dir_of_checkpoint
 
 
 # ------------------------------------------------------------------------------------------

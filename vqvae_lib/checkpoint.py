@@ -193,12 +193,6 @@ def find_checkpoint(run_dir: str | os.PathLike, name: str = "best.pt", needed_fo
     return path
 
 
-def run_dir_of_checkpoint(checkpoint: str | os.PathLike) -> Path:
-    """``runs/<preset>/checkpoints/best.pt`` -> ``runs/<preset>``; else the file's folder."""
-    parent = Path(checkpoint).resolve().parent
-    return parent.parent if parent.name == "checkpoints" else parent
-
-
 def trained_model(run_dir: str | os.PathLike, device="cpu", name: str = "best.pt",
                   needed_for: str = "") -> tuple[VQVAE, Config, Path]:
     """The one way a notebook or CLI gets "the trained VQ-VAE of this run".

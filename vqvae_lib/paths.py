@@ -44,3 +44,9 @@ def figure_dir(run_dir: str | os.PathLike) -> Path:
     path = Path(run_dir) / "figures"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def run_dir_of_checkpoint(checkpoint: str | os.PathLike) -> Path:
+    """``runs/<preset>/checkpoints/best.pt`` -> ``runs/<preset>``; else the file's folder."""
+    parent = Path(checkpoint).resolve().parent
+    return parent.parent if parent.name == "checkpoints" else parent

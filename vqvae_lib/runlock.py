@@ -11,7 +11,8 @@ The lock is ``fcntl.flock`` on an open file: the kernel drops it when the proces
 it ends, so a crash never leaves a stale lock behind (the file itself stays; it only records who
 holds the lock). A process started by the holder (the notebook kernels of ``make run-all``) is let
 in: the holder puts ``<pid>:<run_dir>`` in ``$VQVAE_RUN_LOCK`` and a child whose folder matches it
-proceeds. On Windows (no ``fcntl``) the lock is skipped.
+proceeds. On Windows (no ``fcntl``) the lock is skipped. :func:`run_folder_lock` is the same lock
+for a command that writes into a checkpoint's run folder (``evaluate``, ``predict``).
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ import time
 from pathlib import Path
 
 from .errors import RunFolderBusy
+from .paths import run_dir_of_checkpoint
 
 try:
     import fcntl
 except ImportError:          # Windows
     fcntl = None
 
-__all__ = ["run_lock", "LOCK_NAME", "HELD_ENV", "lock_holder"]
+__all__ = ["run_lock", "run_folder_lock", "LOCK_NAME", "HELD_ENV", "lock_holder"]
 
 LOCK_NAME = ".vqvae.lock"
 HELD_ENV = "VQVAE_RUN_LOCK"
@@ -107,3 +109,22 @@ def run_lock(run_dir, what: str):
                 os.environ[HELD_ENV] = before
     finally:
         os.close(fd)            # closing the descriptor releases the lock
+
+
+def run_folder_lock(checkpoint: str | os.PathLike, what: str,
+                    folder: str | os.PathLike | None = None):
+    """The lock of the folder a CLI writes into (default the checkpoint's run folder), so that
+    ``evaluate``/``predict`` never write while a training (or another writer) does.
+
+    No lock when the checkpoint is absent: loading it then fails with a clear message before
+    anything is written. Library functions take no lock (a notebook runs under ``make
+    run-all``'s); the CLIs do.
+
+    Args:
+        checkpoint: the checkpoint the CLI reads.
+        what: what the CLI does, shown to a refused second writer (e.g. ``"evaluation"``).
+        folder: the folder written (default the checkpoint's run folder).
+    """
+    if not Path(checkpoint).is_file():
+        return contextlib.nullcontext()
+    return run_lock(folder or run_dir_of_checkpoint(checkpoint), what)

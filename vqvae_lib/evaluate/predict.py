@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checkpoint import run_dir_of_checkpoint
 from ..config_checks import check_count, check_device
 from ..errors import cli
-from ..paths import figure_dir
+from ..paths import figure_dir, run_dir_of_checkpoint
+from ..runlock import run_folder_lock
 from .figures import plot_predictions
-from .score import evaluate_checkpoint, run_folder_lock
+from .score import evaluate_checkpoint
 
 MAX_SHOWN = 64
 """The most slices one predict figure shows."""
@@ -41,7 +41,7 @@ def predict(checkpoint: str | os.PathLike, split: str = "test", n: int = 8,
             cache_dir: str | os.PathLike | None = None) -> Path:
     """Save originals vs reconstructions for ``n`` slices of ``split``; return the PNG's path.
 
-    Takes no lock (the CLI does, see :func:`~vqvae_lib.evaluate.score.run_folder_lock`).
+    Takes no lock (the CLI does, see :func:`~vqvae_lib.runlock.run_folder_lock`).
 
     Args:
         checkpoint: the ``.pt`` file.

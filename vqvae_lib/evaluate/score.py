@@ -28,7 +28,6 @@ tissue and by position in ``breakdown.py``; JPEG/WebP/JPEG 2000/AVIF in ``codecs
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import io
 import json
@@ -43,20 +42,21 @@ import numpy as np
 import torch
 
 from .. import metrics as M
-from ..checkpoint import load_model, run_dir_of_checkpoint
+from ..checkpoint import load_model
 from ..common import atomic_write_text
 from ..config_checks import check_count, check_device
 from ..data.dataset import load_split, split_exists
 from ..errors import cli
 from ..model.inference import encode, reconstruct
-from ..runlock import run_lock
+from ..paths import run_dir_of_checkpoint
+from ..runlock import run_folder_lock
 from ..runtime import pick_device
 from .per_image import bootstrap_mean_interval, score_images, summary_stats
 from .rates import RATE_LABELS, histogram_bits
 
 __all__ = ["SSIM_TARGET", "Evaluation", "score_images", "summary_stats", "bootstrap_mean_interval",
            "evaluate_model", "training_codes", "write_results", "evaluate_checkpoint", "evaluate",
-           "format_summary", "run_folder_lock", "main"]
+           "format_summary", "main"]
 
 MAX_TRAIN_SLICES_FOR_RATE = 2048   # training slices encoded for the code histogram
 
@@ -259,25 +259,6 @@ def format_summary(m: dict[str, Any]) -> str:
            else f"{m['train_histogram_bits_per_cell']:.2f} bits/cell with the training histogram "
                 f"-> {m['achievable_bits_per_pixel']:.4f} bpp achievable"),
     ])
-
-
-def run_folder_lock(checkpoint: str | os.PathLike, what: str,
-                    folder: str | os.PathLike | None = None):
-    """The lock of the folder a CLI writes into (default the checkpoint's run folder), so that
-    ``evaluate``/``predict`` never write while a training (or another writer) does.
-
-    No lock when the checkpoint is absent: loading it then fails with a clear message before
-    anything is written. Library functions take no lock (a notebook runs under ``make
-    run-all``'s); the CLIs do.
-
-    Args:
-        checkpoint: the checkpoint the CLI reads.
-        what: what the CLI does, shown to a refused second writer (e.g. ``"evaluation"``).
-        folder: the folder written (default the checkpoint's run folder).
-    """
-    if not Path(checkpoint).is_file():
-        return contextlib.nullcontext()
-    return run_lock(folder or run_dir_of_checkpoint(checkpoint), what)
 
 
 @cli
